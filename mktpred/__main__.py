@@ -1,0 +1,3 @@
+from mktpred.cli.app import main
+
+main()

@@ -1,0 +1,51 @@
+"""The ``mktpred`` console script: the Typer app with every subcommand registered."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from mktpred import __version__
+from mktpred.cli import (  # noqa: F401  (importing registers the commands)
+    book,
+    collect,
+    config_cmd,
+    convert,
+    csv2parquet,
+    demo,
+    gpu_info,
+    simulate,
+    validate,
+)
+from mktpred.cli.base import app
+from mktpred.errors import EXIT_INTERRUPTED
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mktpred {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also MKTPRED_DEBUG=1).")] = False,
+) -> None:
+    """mktpred: record Coinbase market data 24/7, convert it to a Parquet store, validate it,
+    and rebuild order books.  Run `mktpred demo` to see the whole chain offline."""
+    if debug:  # one switch for the whole process, read by the error handler
+        os.environ["MKTPRED_DEBUG"] = "1"
+
+
+def main() -> None:
+    """Entry point of the ``mktpred`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during import)
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)

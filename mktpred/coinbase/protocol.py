@@ -1,0 +1,39 @@
+"""Channel names and message shapes of the Advanced Trade market-data WebSocket."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+DEFAULT_URL = "wss://advanced-trade-ws.coinbase.com"
+
+#: subscription name -> the ``channel`` value its data frames carry
+CHANNEL_OF_SUBSCRIPTION: dict[str, str] = {
+    "level2": "l2_data",
+    "ticker": "ticker",
+    "ticker_batch": "ticker_batch",
+    "market_trades": "market_trades",
+    "heartbeats": "heartbeats",
+    "candles": "candles",
+    "status": "status",
+}
+SUBSCRIBABLE_CHANNELS = tuple(CHANNEL_OF_SUBSCRIPTION)
+
+#: frame ``channel`` values that are acknowledgements or errors rather than market data
+CONTROL_CHANNELS = ("subscriptions",)
+
+
+def subscribe_message(channel: str, products: list[str], *, unsubscribe: bool = False) -> str:
+    """The compact JSON text of one (un)subscribe message: one channel per message."""
+    msg = {"type": "unsubscribe" if unsubscribe else "subscribe", "product_ids": list(products),
+           "channel": channel}
+    return json.dumps(msg, separators=(",", ":"))
+
+
+def format_decimal(value: Decimal | float | int | str) -> str:
+    """Coinbase's decimal strings: no exponent, trailing zeros trimmed (``"65083.66"``, ``"0"``)."""
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text

@@ -1,0 +1,6 @@
+"""The Parquet store: layout, table schemas, manifest and the read API."""
+
+from mktpred.store.layout import StoreLayout
+from mktpred.store.schemas import TABLE_SCHEMAS, schema_for
+
+__all__ = ["TABLE_SCHEMAS", "StoreLayout", "schema_for"]

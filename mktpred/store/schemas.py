@@ -1,0 +1,89 @@
+"""The table schemas of the store (DESIGN.md, "Parquet store").  The single source of truth:
+engines write exactly these, ``validate`` checks files against them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS_NS = pa.timestamp("ns", tz="UTC")
+TS_US = pa.timestamp("us", tz="UTC")
+
+_COMMON = [
+    pa.field("recv_time", TS_NS),
+    pa.field("time", TS_NS),
+]
+
+L2 = pa.schema([
+    *_COMMON,
+    pa.field("event_time", TS_US),
+    pa.field("conn", pa.string()),
+    pa.field("seq", pa.int64()),
+    pa.field("product_id", pa.string()),
+    pa.field("is_snapshot", pa.bool_()),
+    pa.field("side", pa.string()),
+    pa.field("price", pa.float64()),
+    pa.field("size", pa.float64()),
+])
+
+TICKER = pa.schema([
+    *_COMMON,
+    pa.field("conn", pa.string()),
+    pa.field("seq", pa.int64()),
+    pa.field("product_id", pa.string()),
+    pa.field("is_snapshot", pa.bool_()),
+    pa.field("price", pa.float64()),
+    pa.field("volume_24h", pa.float64()),
+    pa.field("low_24h", pa.float64()),
+    pa.field("high_24h", pa.float64()),
+    pa.field("low_52w", pa.float64()),
+    pa.field("high_52w", pa.float64()),
+    pa.field("price_pct_chg_24h", pa.float64()),
+    pa.field("best_bid", pa.float64()),
+    pa.field("best_bid_size", pa.float64()),
+    pa.field("best_ask", pa.float64()),
+    pa.field("best_ask_size", pa.float64()),
+])
+
+TRADES = pa.schema([
+    *_COMMON,
+    pa.field("conn", pa.string()),
+    pa.field("seq", pa.int64()),
+    pa.field("product_id", pa.string()),
+    pa.field("is_snapshot", pa.bool_()),
+    pa.field("trade_id", pa.string()),
+    pa.field("side", pa.string()),
+    pa.field("price", pa.float64()),
+    pa.field("size", pa.float64()),
+    pa.field("trade_time", TS_US),
+])
+
+MESSAGES = pa.schema([
+    *_COMMON,
+    pa.field("conn", pa.string()),
+    pa.field("seq", pa.int64()),
+    pa.field("channel", pa.string()),
+    pa.field("n_events", pa.int32()),
+    pa.field("n_rows", pa.int32()),
+])
+
+#: the tables ``convert`` writes, in a stable order
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "l2": L2,
+    "ticker": TICKER,
+    "trades": TRADES,
+    "messages": MESSAGES,
+}
+
+#: columns that must never be null, per table (``recv_time``/``conn``/``seq`` may be null for bare
+#: frames and for imported CSV, so they are not listed)
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "l2": ("time", "product_id", "is_snapshot", "side", "price", "size"),
+    "ticker": ("time", "product_id", "is_snapshot", "price"),
+    "trades": ("time", "product_id", "side", "price", "size"),
+    "messages": ("channel", "n_events", "n_rows"),
+}
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The contract schema of a store table; ``KeyError`` for unknown tables."""
+    return TABLE_SCHEMAS[table]
