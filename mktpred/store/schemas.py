@@ -66,12 +66,26 @@ MESSAGES = pa.schema([
     pa.field("n_rows", pa.int32()),
 ])
 
+#: the collector's own event records (open, subscribed, close, gap, stall); ``time`` is ``recv_ns``
+#: (there is no exchange timestamp) so the table partitions like the others.  Gap events carry
+#: ``expected``/``got``; every other detail is kept as compact JSON in ``detail``.
+EVENTS = pa.schema([
+    pa.field("recv_time", TS_NS),
+    pa.field("time", TS_NS),
+    pa.field("conn", pa.string()),
+    pa.field("event", pa.string()),
+    pa.field("expected", pa.int64()),
+    pa.field("got", pa.int64()),
+    pa.field("detail", pa.string()),
+])
+
 #: the tables ``convert`` writes, in a stable order
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "l2": L2,
     "ticker": TICKER,
     "trades": TRADES,
     "messages": MESSAGES,
+    "events": EVENTS,
 }
 
 #: columns that must never be null, per table (``recv_time``/``conn``/``seq`` may be null for bare
@@ -81,6 +95,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ticker": ("time", "product_id", "is_snapshot", "price"),
     "trades": ("time", "product_id", "side", "price", "size"),
     "messages": ("channel", "n_events", "n_rows"),
+    "events": ("recv_time", "time", "conn", "event"),
 }
 
 
