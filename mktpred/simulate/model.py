@@ -1,0 +1,333 @@
+"""The market model: a seeded order book per product that a random walk, order churn and trades mutate.
+
+Prices are integer ticks (tick = ``10**-price_decimals``), sizes integer units of ``10**-8``, so
+books are exact and formatting is integer arithmetic.  :class:`MarketModel` produces
+:class:`ModelEvent` s; :class:`Renderer` turns them into Coinbase frames for one connection's
+subscriptions at the moment they happen, so a ticker's best bid/ask always equals the book that the
+level2 frames sent before it describe.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from mktpred.coinbase import format_decimal
+from mktpred.simulate.frames import Frame, data_frame, scaled, ts_now, ts_us
+
+SIZE_DECIMALS = 8
+SIZE_UNIT = 10**SIZE_DECIMALS
+
+#: product -> (start price, price decimals, typical size in base units)
+PRESETS: dict[str, tuple[float, int, float]] = {
+    "BTC-USD": (65000.0, 2, 0.05),
+    "ETH-USD": (1900.0, 2, 0.8),
+    "SOL-USD": (150.0, 2, 8.0),
+}
+DEFAULT_PRESET = (100.0, 2, 10.0)
+BID, ASK = 0, 1
+SIDE_NAME = ("bid", "offer")
+TRADE_HISTORY = 100
+
+
+@dataclass
+class Trade:
+    trade_id: int
+    price: int
+    size: int
+    time_ns: int
+    maker_side: int  # BID: "BUY" (a resting bid was hit), ASK: "SELL"
+
+
+class Book:
+    """One product's order book: price ticks -> size units, with sorted price lists."""
+
+    __slots__ = ("ask_px", "asks", "bid_px", "bids")
+
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.bid_px: list[int] = []  # ascending; best bid last
+        self.ask_px: list[int] = []  # ascending; best ask first
+
+    def set(self, side: int, px: int, size: int) -> None:
+        levels, prices = (self.bids, self.bid_px) if side == BID else (self.asks, self.ask_px)
+        if size <= 0:
+            if px in levels:
+                del levels[px]
+                del prices[bisect.bisect_left(prices, px)]
+        else:
+            if px not in levels:
+                bisect.insort(prices, px)
+            levels[px] = size
+
+    def best_bid(self) -> int | None:
+        return self.bid_px[-1] if self.bid_px else None
+
+    def best_ask(self) -> int | None:
+        return self.ask_px[0] if self.ask_px else None
+
+    def top(self) -> tuple[int | None, int, int | None, int]:
+        bb, ba = self.best_bid(), self.best_ask()
+        return bb, self.bids.get(bb, 0) if bb is not None else 0, ba, self.asks.get(ba, 0) if ba is not None else 0
+
+
+@dataclass
+class ModelEvent:
+    kind: str  # "l2" | "ticker" | "trade"
+    product: str
+    time_ns: int
+    changes: list[tuple[int, int, int]] = field(default_factory=list)  # (side, price, new size)
+    trade: Trade | None = None
+
+
+class ProductModel:
+    """Book, fair-price random walk, trade history and 24 h statistics of one product."""
+
+    def __init__(self, product: str, seed: int, depth: int, now_ns: int) -> None:
+        start, self.price_decimals, typical = PRESETS.get(product, DEFAULT_PRESET)
+        self.product = product
+        self.rng = random.Random(f"{seed}:{product}")
+        self.depth = max(1, depth)
+        self.tick_per_unit = 10**self.price_decimals
+        self.size_mu = math.log(typical * SIZE_UNIT)
+        start_ticks = int(start * self.tick_per_unit)
+        self.fair = start_ticks + 0.5
+        self.sigma = 0.6  # ticks per step
+        self.book = Book()
+        self._build_book(start_ticks)
+        rng = self.rng
+        self.open_24h = start_ticks * (1 + rng.uniform(-0.01, 0.01))
+        self.low_24h = int(min(self.open_24h, start_ticks) * (1 - rng.uniform(0.001, 0.01)))
+        self.high_24h = int(max(self.open_24h, start_ticks) * (1 + rng.uniform(0.001, 0.01)))
+        self.low_52w = int(self.low_24h * rng.uniform(0.5, 0.9))
+        self.high_52w = int(self.high_24h * rng.uniform(1.1, 2.0))
+        self.volume_24h = int(rng.uniform(1000, 5000) * math.exp(self.size_mu) * 200)
+        self.next_trade_id = rng.randint(10**8, 10**9)
+        self.trades: list[Trade] = []
+        t = now_ns - TRADE_HISTORY * 700_000_000
+        for _ in range(TRADE_HISTORY):
+            t += rng.randint(1_000_000, 1_400_000_000)
+            side = rng.randint(0, 1)
+            px = start_ticks if side == BID else start_ticks + 1
+            self.trades.append(Trade(self._trade_id(), px, self.rand_size(), min(t, now_ns), side))
+        self.last_price = self.trades[-1].price
+        self.candle_start = now_ns // 1_000_000_000 // 300 * 300
+
+    def _trade_id(self) -> int:
+        self.next_trade_id += 1
+        return self.next_trade_id
+
+    def rand_size(self) -> int:
+        rng = self.rng
+        units = int(rng.lognormvariate(self.size_mu, 1.6))
+        keep = rng.choice((2, 3, 4, 5, 6, 8, 8, 8))
+        step = 10 ** (SIZE_DECIMALS - keep)
+        return max(step, units - units % step)
+
+    def _build_book(self, mid: int) -> None:
+        rng = self.rng
+        for side, sign in ((BID, -1), (ASK, 1)):
+            px = mid if side == BID else mid + 1
+            for i in range(self.depth):
+                self.book.set(side, px, self.rand_size())
+                px += sign * (1 + int(rng.expovariate(1.0 / (0.5 + 3.0 * i / self.depth))))
+                if px <= 0:
+                    break
+
+    # -- one step of the market --------------------------------------------------------------------
+    def step(self, now_ns: int) -> list[ModelEvent]:
+        """Advance the market one step: a trade at the touch or some order churn."""
+        rng, book = self.rng, self.book
+        self.fair += rng.gauss(0.0, self.sigma)
+        bb, ba = book.best_bid(), book.best_ask()
+        if ba is not None and self.fair > ba + 0.5:
+            return self._trade(ASK, now_ns)
+        if bb is not None and self.fair < bb - 0.5:
+            return self._trade(BID, now_ns)
+        if rng.random() < 0.05:
+            return self._trade(ASK if rng.random() < 0.5 else BID, now_ns)
+        return self._churn(now_ns)
+
+    def _trade(self, maker_side: int, now_ns: int) -> list[ModelEvent]:
+        book = self.book
+        levels = book.asks if maker_side == ASK else book.bids
+        px = book.best_ask() if maker_side == ASK else book.best_bid()
+        if px is None:
+            return self._churn(now_ns)
+        size = min(levels[px], self.rand_size())
+        left = levels[px] - size
+        book.set(maker_side, px, left)
+        changes = [(maker_side, px, left)]
+        if not levels:  # never leave a side empty
+            refill = px + (1 if maker_side == ASK else -1)
+            new = self.rand_size()
+            book.set(maker_side, refill, new)
+            changes.append((maker_side, refill, new))
+        trade = Trade(self._trade_id(), px, size, now_ns, maker_side)
+        self.trades.append(trade)
+        if len(self.trades) > TRADE_HISTORY:
+            del self.trades[0]
+        self.last_price = px
+        self.volume_24h += size
+        self.low_24h = min(self.low_24h, px)
+        self.high_24h = max(self.high_24h, px)
+        return [ModelEvent("trade", self.product, now_ns, trade=trade),
+                ModelEvent("l2", self.product, now_ns, changes),
+                ModelEvent("ticker", self.product, now_ns)]
+
+    def _churn(self, now_ns: int) -> list[ModelEvent]:
+        rng, book = self.rng, self.book
+        before = book.top()
+        changes: list[tuple[int, int, int]] = []
+        for _ in range(rng.randint(1, 5)):
+            side = BID if rng.random() < 0.5 else ASK
+            d = int(rng.expovariate(0.1))
+            bb, ba = book.best_bid(), book.best_ask()
+            if side == BID:
+                px = math.floor(self.fair) - d
+                if ba is not None:
+                    px = min(px, ba - 1)
+                levels = book.bids
+            else:
+                px = math.ceil(self.fair) + d
+                if bb is not None:
+                    px = max(px, bb + 1)
+                levels = book.asks
+            if px <= 0:
+                continue
+            crowded = len(levels) / self.depth
+            new = 0 if px in levels and rng.random() < 0.4 * crowded + 0.1 else self.rand_size()
+            if new == 0 and len(levels) <= 1:
+                new = self.rand_size()
+            book.set(side, px, new)
+            changes.append((side, px, new))
+            if len(levels) > self.depth * 1.05:  # keep the book near its configured depth
+                deep = book.bid_px[0] if side == BID else book.ask_px[-1]
+                book.set(side, deep, 0)
+                changes.append((side, deep, 0))
+        events = [ModelEvent("l2", self.product, now_ns, changes)]
+        if book.top() != before:
+            events.append(ModelEvent("ticker", self.product, now_ns))
+        return events
+
+
+class MarketModel:
+    """All products' models, stepped in a seeded order."""
+
+    def __init__(self, products: list[str], seed: int, depth: int, now_ns: int | None = None) -> None:
+        now = time.time_ns() if now_ns is None else now_ns
+        self.products = {p: ProductModel(p, seed, depth, now) for p in products}
+        self._order = list(self.products.values())
+        self.rng = random.Random(seed)
+
+    def step(self, now_ns: int) -> list[ModelEvent]:
+        return self.rng.choice(self._order).step(now_ns)
+
+
+class Renderer:
+    """Coinbase frame text for model state and events (one instance per connection)."""
+
+    def __init__(self, model: MarketModel) -> None:
+        self.model = model
+
+    # -- level2 ------------------------------------------------------------------------------------
+    @staticmethod
+    def _level(side: int, event_time: str, px: str, qty: str) -> str:
+        return (f'{{"side":"{SIDE_NAME[side]}","event_time":"{event_time}",'
+                f'"price_level":"{px}","new_quantity":"{qty}"}}')
+
+    def l2_snapshot(self, product: str, now_ns: int, pad_bytes: int = 0) -> Frame:
+        """The whole book in one frame; ``pad_bytes`` adds deep levels (to the model too) until the
+        frame is at least that long (the ``oversized`` fault)."""
+        pm = self.model.products[product]
+        book = pm.book
+        if pad_bytes:
+            per_level = 110
+            have = 120 + per_level * (len(book.bids) + len(book.asks))
+            extra = max(0, (pad_bytes - have) // per_level + 1000)
+            lo = book.bid_px[0] if book.bid_px else 2
+            for i in range(extra):
+                if i % 2 == 0 and lo > 1:
+                    lo -= 1
+                    book.set(BID, lo, pm.rand_size())
+                else:
+                    hi = book.ask_px[-1] + 1
+                    book.set(ASK, hi, pm.rand_size())
+        et = ts_us(now_ns)
+        dec = pm.price_decimals
+        lv = self._level
+        rows = [lv(BID, et, scaled(p, dec), scaled(book.bids[p], SIZE_DECIMALS)) for p in reversed(book.bid_px)]
+        rows += [lv(ASK, et, scaled(p, dec), scaled(book.asks[p], SIZE_DECIMALS)) for p in book.ask_px]
+        events = f'[{{"type":"snapshot","product_id":"{product}","updates":[{",".join(rows)}]}}]'
+        return data_frame("l2_data", ts_now(), events)
+
+    def l2_update(self, ev: ModelEvent) -> Frame:
+        dec = self.model.products[ev.product].price_decimals
+        et = ts_us(ev.time_ns)
+        rows = ",".join(self._level(s, et, scaled(p, dec), scaled(q, SIZE_DECIMALS)) for s, p, q in ev.changes)
+        return data_frame("l2_data", ts_now(),
+                          f'[{{"type":"update","product_id":"{ev.product}","updates":[{rows}]}}]')
+
+    # -- ticker ------------------------------------------------------------------------------------
+    def _ticker_obj(self, product: str) -> str:
+        pm = self.model.products[product]
+        dec = pm.price_decimals
+        bb, bq, ba, aq = pm.book.top()
+        chg = (pm.last_price - pm.open_24h) / pm.open_24h * 100
+        s = scaled
+        return (f'{{"type":"ticker","product_id":"{product}","price":"{s(pm.last_price, dec)}",'
+                f'"volume_24_h":"{s(pm.volume_24h, SIZE_DECIMALS)}","low_24_h":"{s(pm.low_24h, dec)}",'
+                f'"high_24_h":"{s(pm.high_24h, dec)}","low_52_w":"{s(pm.low_52w, dec)}",'
+                f'"high_52_w":"{s(pm.high_52w, dec)}","price_percent_chg_24_h":"{format_decimal(f"{chg:.14f}")}",'
+                f'"best_bid":"{s(bb or 0, dec)}","best_ask":"{s(ba or 0, dec)}",'
+                f'"best_bid_quantity":"{s(bq, SIZE_DECIMALS)}","best_ask_quantity":"{s(aq, SIZE_DECIMALS)}"}}')
+
+    def ticker(self, product: str, kind: str, channel: str = "ticker") -> Frame:
+        return data_frame(channel, ts_now(), f'[{{"type":"{kind}","tickers":[{self._ticker_obj(product)}]}}]')
+
+    # -- market_trades -----------------------------------------------------------------------------
+    def _trade_obj(self, product: str, t: Trade) -> str:
+        dec = self.model.products[product].price_decimals
+        return (f'{{"product_id":"{product}","trade_id":"{t.trade_id}","price":"{scaled(t.price, dec)}",'
+                f'"size":"{scaled(t.size, SIZE_DECIMALS)}","time":"{ts_us(t.time_ns)}",'
+                f'"side":"{"BUY" if t.maker_side == BID else "SELL"}"}}')
+
+    def trades_snapshot(self, product: str) -> Frame:
+        pm = self.model.products[product]
+        rows = ",".join(self._trade_obj(product, t) for t in reversed(pm.trades))
+        return data_frame("market_trades", ts_now(), f'[{{"type":"snapshot","trades":[{rows}]}}]')
+
+    def trade_update(self, ev: ModelEvent) -> Frame:
+        assert ev.trade is not None
+        return data_frame("market_trades", ts_now(),
+                          f'[{{"type":"update","trades":[{self._trade_obj(ev.product, ev.trade)}]}}]')
+
+    # -- candles, status, heartbeats, acks ---------------------------------------------------------
+    def candles(self, product: str, kind: str, now_ns: int) -> Frame:
+        pm = self.model.products[product]
+        dec = pm.price_decimals
+        start = now_ns // 1_000_000_000 // 300 * 300
+        recent = [t for t in pm.trades if t.time_ns // 1_000_000_000 >= start] or pm.trades[-1:]
+        prices = [t.price for t in recent]
+        vol = sum(t.size for t in recent)
+        candle = (f'{{"start":"{start}","high":"{scaled(max(prices), dec)}","low":"{scaled(min(prices), dec)}",'
+                  f'"open":"{scaled(prices[0], dec)}","close":"{scaled(prices[-1], dec)}",'
+                  f'"volume":"{scaled(vol, SIZE_DECIMALS)}","product_id":"{product}"}}')
+        return data_frame("candles", ts_now(), f'[{{"type":"{kind}","candles":[{candle}]}}]')
+
+    def status(self, products: list[str]) -> Frame:
+        rows = []
+        for p in products:
+            pm = self.model.products[p]
+            base, _, quote = p.partition("-")
+            rows.append({"product_type": "SPOT", "id": p, "base_currency": base, "quote_currency": quote,
+                         "base_increment": "0.00000001", "quote_increment": scaled(1, pm.price_decimals),
+                         "display_name": p, "status": "online", "status_message": "",
+                         "min_market_funds": "1"})
+        events = json.dumps([{"type": "snapshot", "products": rows}], separators=(",", ":"))
+        return data_frame("status", ts_now(), events)
