@@ -1,0 +1,252 @@
+"""One connection slot: connect, subscribe, read frames into the buffer, check sequence numbers,
+watch for stalls, and reconnect forever (or until ``max_reconnects``)."""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import websocket
+
+from mktpred.coinbase import subscribe_message
+from mktpred.collect.backoff import Backoff
+from mktpred.collect.buffer import BufferAborted, RecordBuffer
+from mktpred.collect.clock import Clock
+from mktpred.collect.records import event_record, frame_record, line_prefix
+from mktpred.collect.sequence import SequenceChecker, Verdict
+from mktpred.collect.status import ConnectionStats, Notices, redact_url
+from mktpred.errors import CollectorGaveUp, MktpredError
+
+#: how often a silent reader wakes up to check the stop flag and the stall watchdog
+TICK_S = 0.25
+#: a level2 resubscription not answered by a snapshot within this long may be repeated
+RESUBSCRIBE_RETRY_S = 10.0
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """What one slot connects to and subscribes."""
+
+    slot: int
+    url: str
+    products: tuple[str, ...]
+    channels: tuple[str, ...]  # heartbeats included
+    stall_timeout_s: float
+    max_reconnects: int  # 0 = forever
+    backoff_initial_s: float
+    backoff_max_s: float
+    backoff_reset_after_s: float
+
+
+class _Ended(Exception):
+    """The current connection is over (the message says why)."""
+
+
+class ConnectionWorker(threading.Thread):
+    """The reader thread of one slot."""
+
+    def __init__(self, plan: ConnectionPlan, *, buffer: RecordBuffer, clock: Clock, stop: threading.Event,
+                 next_conn_id: Callable[[], str], stats: ConnectionStats, notices: Notices,
+                 on_error: Callable[[MktpredError], None]) -> None:
+        super().__init__(name=f"mktpred-collect-conn{plan.slot}", daemon=True)
+        self.plan = plan
+        self.buffer = buffer
+        self.clock = clock
+        self.stop = stop
+        self.next_conn_id = next_conn_id
+        self.stats = stats
+        self.notices = notices
+        self.on_error = on_error
+        self.backoff = Backoff(plan.backoff_initial_s, plan.backoff_max_s)
+
+    # -- the reconnect loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except BufferAborted:
+            pass  # the writer failed and has reported why
+        except BaseException as exc:  # a bug: stop the run rather than record nothing silently
+            self.on_error(MktpredError(f"connection {self.plan.slot} failed: {type(exc).__name__}: {exc}"))
+        finally:
+            if self.stats.state != "gave up":
+                self.stats.state = "stopped"
+
+    def _run(self) -> None:
+        plan, st = self.plan, self.stats
+        tries = 0  # reconnects since the last healthy connection
+        while not self.stop.is_set():
+            healthy_s = self._session(self.next_conn_id())
+            if self.stop.is_set():
+                return
+            if healthy_s >= plan.backoff_reset_after_s:
+                self.backoff.reset()
+                tries = 0
+            if plan.max_reconnects and tries >= plan.max_reconnects:
+                st.state = "gave up"
+                self.on_error(CollectorGaveUp(
+                    f"gave up after {tries} reconnect{'s' if tries != 1 else ''} "
+                    f"(last: {st.last_error or 'no data'})", f"connection {plan.slot}"))
+                return
+            tries += 1
+            st.reconnects += 1
+            delay = self.backoff.next_delay()
+            st.state = "backoff"
+            self.notices.add("warn", f"conn {plan.slot}: {st.last_error}; reconnecting in {delay:.1f} s")
+            if self.stop.wait(delay):
+                return
+
+    # -- one connection ----------------------------------------------------------------------------
+    def _put_event(self, conn: str, event: str, **details: object) -> None:
+        ns = self.clock.now_ns()
+        self.buffer.put(ns, event_record(ns, conn, event, **details))
+        self.stats.events += 1
+
+    def _session(self, conn: str) -> float:
+        """Run one connection to its end; returns how long it delivered data (seconds)."""
+        plan, st, clock = self.plan, self.stats, self.clock
+        st.conn = conn
+        st.state = "connecting"
+        try:
+            ws = websocket.create_connection(plan.url, timeout=max(plan.stall_timeout_s, 1.0),
+                                             skip_utf8_validation=True, enable_multithread=True)
+        except Exception as exc:  # network, TLS, HTTP status: all retried
+            st.last_error = f"connect failed: {_describe(exc)}"
+            return 0.0
+        st.conns.append(conn)
+        st.state = "open"
+        started = [clock.monotonic(), 0.0]  # [last bytes received, first data frame]
+        reason = "shutdown"
+        try:
+            self._put_event(conn, "open", url=redact_url(plan.url), products=list(plan.products),
+                            channels=list(plan.channels))
+            for ch in plan.channels:
+                ws.send(subscribe_message(ch, list(plan.products)))
+            self._put_event(conn, "subscribed", channels=list(plan.channels), products=list(plan.products))
+            ws.settimeout(min(TICK_S, plan.stall_timeout_s / 4))
+            self._read(ws, conn, started)
+        except _Ended as end:
+            reason = str(end)
+        except BufferAborted:
+            _close_quietly(ws, False)
+            raise
+        except Exception as exc:  # the link broke (reset, EOF, protocol error, TLS): reconnect
+            reason = f"connection lost: {_describe(exc)}"
+        st.last_error = reason
+        _close_quietly(ws, reason == "shutdown")
+        self._put_event(conn, "close", reason=reason)
+        return clock.monotonic() - started[1] if started[1] else 0.0
+
+    def _read(self, ws: websocket.WebSocket, conn: str, times: list[float]) -> None:
+        """The hot loop, until stop (returns) or the end of the connection (raises :class:`_Ended`).
+        ``times[0]`` is when bytes last arrived, ``times[1]`` when the first frame did."""
+        plan, st, buffer, stop = self.plan, self.stats, self.buffer, self.stop
+        now_ns, mono = self.clock.now_ns, self.clock.monotonic
+
+        # Any bytes count as life, so a slow multi-megabyte snapshot is not taken for a stall.
+        fb = ws.frame_buffer
+        raw_recv = fb.recv
+
+        def recv_noting_time(n: int) -> bytes:
+            data = raw_recv(n)
+            times[0] = mono()
+            return data
+
+        fb.recv = recv_noting_time
+        prefix = line_prefix(conn)
+        checker = SequenceChecker()
+        channels = st.channels
+        stall = plan.stall_timeout_s
+        resub_at: float | None = None  # when level2 was last resubscribed, until a snapshot comes
+        while not stop.is_set():
+            try:
+                opcode, payload = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                silent = mono() - times[0]
+                if silent >= stall:
+                    st.stalls += 1
+                    self._put_event(conn, "stall", silent_s=round(silent, 3), stall_timeout_s=stall)
+                    self.notices.add("warn", f"conn {plan.slot}: no data for {silent:.1f} s (stall)")
+                    raise _Ended("stall") from None
+                continue
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise _Ended(f"server closed ({_close_reason(payload)})")
+            recv_ns = now_ns()
+            t = mono()
+            st.last_frame_mono = t
+            if not times[1]:
+                times[1] = t
+            frame = frame_record(recv_ns, prefix, payload)
+            st.frames += 1
+            st.bytes_received += len(payload)
+            if not frame.valid:
+                st.raw_frames += 1
+                buffer.put(recv_ns, frame.line)
+                continue
+            ch = frame.channel or "?"
+            c = channels.get(ch)
+            if c is None:
+                c = channels[ch] = [0, 0]
+            c[0] += 1
+            c[1] += frame.rows
+            st.rows += frame.rows
+            if frame.l2_snapshot:
+                resub_at = None
+            seq = frame.seq
+            if seq is None:
+                pass
+            elif seq == checker.expected:
+                checker.expected = seq + 1
+            else:
+                expected = checker.expected
+                verdict = checker.check(seq)
+                if verdict is Verdict.GAP:
+                    st.gaps += 1
+                    st.missing += seq - expected
+                    action = "none"
+                    if "level2" in plan.channels and (resub_at is None or t - resub_at > RESUBSCRIBE_RETRY_S):
+                        action = "resubscribe level2"
+                    self._put_event(conn, "gap", expected=expected, got=seq, missing=seq - expected,
+                                    channel=ch, action=action)
+                    self.notices.add("warn", f"conn {plan.slot}: sequence gap, expected {expected} got {seq}"
+                                     + (f" ({action})" if action != "none" else ""))
+                    if action != "none":
+                        # Unsubscribe + subscribe: the server answers with a fresh level2 snapshot.
+                        products = list(plan.products)
+                        ws.send(subscribe_message("level2", products, unsubscribe=True))
+                        ws.send(subscribe_message("level2", products))
+                        resub_at = t
+                        st.resubscribes += 1
+                else:
+                    if verdict is Verdict.DUPLICATE:
+                        st.duplicates += 1
+                    else:
+                        st.out_of_order += 1
+                    self._put_event(conn, verdict.value, expected=expected, got=seq, channel=ch)
+            buffer.put(recv_ns, frame.line)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _close_reason(payload: bytes) -> str:
+    if len(payload) >= 2:
+        (code,) = struct.unpack("!H", payload[:2])
+        text = payload[2:].decode("utf-8", "replace")
+        return f"code {code}" + (f": {text}" if text else "")
+    return "no code"
+
+
+def _close_quietly(ws: websocket.WebSocket, polite: bool) -> None:
+    try:
+        if polite:
+            ws.send_close()
+    except Exception:
+        pass
+    try:
+        ws.shutdown()
+    except Exception:
+        pass

@@ -1,0 +1,96 @@
+"""Raw records: one JSON line per frame, with the frame spliced verbatim (DESIGN.md, "Raw records").
+
+The hot path builds each line by byte concatenation; the frame is parsed once (orjson) only to
+validate it and to read ``channel`` and ``sequence_num``, never re-serialised.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mktpred.collect.clock import utc_stamp
+
+#: keys whose list values are the rows of a frame's events (level2 updates, trades, tickers, candles)
+_ROW_KEYS = ("updates", "trades", "tickers", "candles")
+
+
+def new_run_id(now_ns: int) -> str:
+    """``20251122T140301Z-3f2a``: the UTC start second plus a random tag, so that connection ids
+    stay unique across runs, restarts within one second and machines writing into one store."""
+    return f"{utc_stamp(now_ns)}-{secrets.token_hex(2)}"
+
+
+def conn_id(run_id: str, n: int) -> str:
+    """The id of the ``n``-th connection (1-based) of a run: ``20251122T140301Z-3f2a-1``."""
+    return f"{run_id}-{n}"
+
+
+def line_prefix(conn: str) -> bytes:
+    """The bytes between ``recv_ns`` and the spliced frame, computed once per connection."""
+    return b',"conn":' + orjson.dumps(conn) + b',"msg":'
+
+
+@dataclass(slots=True)
+class Frame:
+    """What the reader learnt from one frame."""
+
+    line: bytes  # the whole record line, ``\n``-terminated
+    valid: bool  # the frame was JSON (``msg`` record) rather than kept as ``raw``
+    channel: str | None = None
+    seq: int | None = None
+    rows: int = 0
+    l2_snapshot: bool = False
+
+
+def frame_record(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
+    """The raw record for one frame: ``msg`` spliced verbatim when it is valid JSON, else ``raw``."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return Frame(raw_record(recv_ns, prefix, payload), False)
+    if b"\n" in payload or b"\r" in payload:
+        # Valid JSON can only hold line breaks as whitespace between tokens: blank them so the
+        # record stays one line; the document is unchanged.
+        payload = payload.replace(b"\n", b" ").replace(b"\r", b" ")
+    line = b'{"recv_ns":%d%s%s}\n' % (recv_ns, prefix, payload)
+    if type(doc) is not dict:
+        return Frame(line, True)
+    channel = doc.get("channel")
+    seq = doc.get("sequence_num")
+    rows = 0
+    snapshot = False
+    events = doc.get("events")
+    if type(events) is list:
+        for ev in events:
+            if type(ev) is dict:
+                for key in _ROW_KEYS:
+                    v = ev.get(key)
+                    if type(v) is list:
+                        rows += len(v)
+                        break
+                if channel == "l2_data" and ev.get("type") == "snapshot":
+                    snapshot = True
+    return Frame(line, True, channel if type(channel) is str else None,
+                 seq if type(seq) is int else None, rows, snapshot)
+
+
+def raw_record(recv_ns: int, prefix: bytes, payload: bytes) -> bytes:
+    """A frame that is not JSON, kept as text (or base64 when it is not even UTF-8)."""
+    head = b'{"recv_ns":%d%s' % (recv_ns, prefix[: -len(b'"msg":')])
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        body = b'"raw":' + orjson.dumps(base64.b64encode(payload).decode("ascii")) + b',"raw_encoding":"base64"'
+    else:
+        body = b'"raw":' + orjson.dumps(text)
+    return head + body + b"}\n"
+
+
+def event_record(recv_ns: int, conn: str, event: str, **details: Any) -> bytes:
+    """One of the collector's own event records (``open``, ``subscribed``, ``close``, ``gap``, ...)."""
+    return orjson.dumps({"recv_ns": recv_ns, "conn": conn, "event": event, **details}) + b"\n"
