@@ -1,0 +1,97 @@
+"""``validate_store``: run every check over one store and return the report.
+
+Order (cheapest first; each later step reads only files the earlier ones found usable):
+footers (schema, rows) -> manifest -> decode every file (readability, duplicates) -> one grouped
+aggregate per table (partitions, nulls, values, coverage spans) -> sequence -> coverage -> raw dir.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mktpred.errors import DataError, UsageError
+from mktpred.progress import ProgressCallback, no_progress
+from mktpred.store.manifest import Manifest
+from mktpred.validate import content, coverage, frames, inventory, manifest_checks, raw, sequence
+from mktpred.validate.report import CheckResult, Finding, ValidationReport
+
+
+def validate_store(
+    parquet_dir: Path,
+    *,
+    raw_dir: Path | None = None,
+    max_silence_s: float = 5.0,
+    threads: int | None = None,
+    progress: ProgressCallback = no_progress,
+) -> ValidationReport:
+    """Check the store at ``parquet_dir`` (and, with ``raw_dir``, that every sealed segment was
+    converted).  Problems in the data are reported, never raised; ``UsageError`` when there is no
+    store (or no raw dir) to check."""
+    start = time.monotonic()
+    if not parquet_dir.is_dir():
+        raise UsageError(f"no Parquet store at {parquet_dir}", where="--parquet-dir")
+    if raw_dir is not None and not raw_dir.is_dir():
+        raise UsageError(f"raw directory not found: {raw_dir}", where="--raw-dir")
+    inv = inventory.scan_store(parquet_dir)
+    if not inv.files and not inv.has_manifest:
+        raise UsageError(f"no Parquet store at {parquet_dir} (no _manifest.json and no data files)",
+                         where="--parquet-dir")
+    workers = threads or os.cpu_count() or 1
+
+    manifest_problem: Finding | None = None
+    try:
+        manifest = Manifest.load(parquet_dir)
+    except DataError as exc:
+        manifest, manifest_problem = Manifest(), Finding("_manifest.json", exc.message)
+    inventory.read_footers(inv)
+    manifest_checks.assign_segments(inv, manifest)
+
+    con = content.connect(workers)
+    try:
+        groups = content.decode_and_find_duplicates(con, inv, workers=workers, progress=progress)
+        stats = content.aggregate(con, inv, progress)
+        readable = inventory.check_readable(inv)
+        if errors := content.aggregate_errors(stats):
+            readable = CheckResult.from_findings("readable", errors, checked=len(inv.files), passed="")
+        outputs = manifest_checks.check_outputs(inv, manifest)
+        if manifest_problem is not None:
+            outputs = CheckResult.from_findings("manifest_outputs", [manifest_problem], checked=0, passed="")
+        checks = [
+            readable,
+            inventory.check_schema(inv),
+            outputs,
+            manifest_checks.check_rows(inv, manifest),
+            inventory.check_stray(inv),
+            content.check_partitions(inv, stats),
+            content.check_nulls(con, stats, inv),
+            content.check_prices(con, stats, inv),
+            content.check_sizes(con, stats, inv),
+            content.check_sides(con, stats, inv),
+            content.check_duplicates(groups),
+        ]
+        frame_scan = frames.scan_frames(con, inv, int(max_silence_s * 1e9))
+        seq = sequence.check_sequence(con, inv, frame_scan)
+        cov = coverage.check_coverage(con, inv, stats, frame_scan, max_silence_s)
+    finally:
+        con.close()
+    checks += [seq.check, cov.coverage, cov.heartbeats]
+
+    report = ValidationReport(store=str(parquet_dir), raw_dir=None if raw_dir is None else str(raw_dir),
+                              max_silence_s=max_silence_s)
+    if raw_dir is not None:
+        rr = raw.check_raw(raw_dir, manifest)
+        checks += [rr.converted, rr.in_progress]
+        report.in_progress = rr.parts
+    report.checks = checks
+    report.files = len(inv.files)
+    report.bytes = inv.total_bytes
+    for f in inv.files:
+        if f.rows is not None and f.error is None:
+            report.rows[f.table] = report.rows.get(f.table, 0) + f.rows
+    report.coverage = cov.rows
+    report.silences, report.silences_total = cov.silences, cov.silences_total
+    report.gaps, report.gaps_total = seq.gaps, seq.gaps_total
+    report.elapsed_s = time.monotonic() - start
+    return report

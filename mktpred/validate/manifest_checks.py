@@ -1,0 +1,80 @@
+"""The store against its manifest: every listed output exists, every file is listed, and the rows
+per table and segment are what ``convert`` recorded (row counts come from the Parquet footers)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from mktpred.store.manifest import Manifest
+from mktpred.validate.inventory import Inventory
+from mktpred.validate.report import CheckResult, Finding
+
+
+def _source_name(source: str) -> str:
+    return Path(source).name
+
+
+def assign_segments(inv: Inventory, manifest: Manifest) -> None:
+    """Tag each data file with the source segment that produced it (its stem when unlisted)."""
+    owner = {out: src for src, e in manifest.entries.items() for out in e.outputs}
+    for f in inv.files:
+        f.segment = owner.get(f.rel, f.stem)
+
+
+def check_outputs(inv: Inventory, manifest: Manifest) -> CheckResult:
+    """Every output the manifest lists exists, and every data file is listed exactly once."""
+    findings: list[Finding] = []
+    if not inv.has_manifest:
+        findings.append(Finding("_manifest.json", "missing: the store has no manifest"))
+    on_disk = {f.rel for f in inv.files}
+    listed: dict[str, list[str]] = defaultdict(list)
+    for src, entry in sorted(manifest.entries.items()):
+        for out in entry.outputs:
+            listed[out].append(src)
+            if out not in on_disk:
+                findings.append(Finding(out, f"listed in the manifest for {_source_name(src)} but missing"))
+    for out, sources in sorted(listed.items()):
+        if len(sources) > 1:
+            findings.append(Finding(out, "listed for several sources: " + ", ".join(map(_source_name, sources))))
+    if inv.has_manifest:
+        for f in inv.files:
+            if f.rel not in listed:
+                findings.append(Finding(f.rel, "not in the manifest (written by no recorded conversion)"))
+    n_outputs = sum(len(e.outputs) for e in manifest.entries.values())
+    return CheckResult.from_findings(
+        "manifest_outputs", findings, checked=n_outputs + len(inv.files),
+        passed=f"{len(manifest.entries)} sources, {n_outputs} outputs, all present and listed")
+
+
+def check_rows(inv: Inventory, manifest: Manifest) -> CheckResult:
+    """Rows per table and segment (Parquet footers) equal the manifest's.
+
+    A (segment, table) with a missing or unreadable output is skipped: that is reported by the
+    ``manifest_outputs`` / ``readable`` checks, and counting what is left would only repeat it.
+    """
+    by_rel = {f.rel: f for f in inv.files}
+    findings: list[Finding] = []
+    checked = 0
+    skipped = 0
+    for src, entry in sorted(manifest.entries.items()):
+        outputs: dict[str, list[str]] = defaultdict(list)
+        for out in entry.outputs:
+            outputs[out.split("/", 1)[0]].append(out)
+        for table in sorted(set(outputs) | set(entry.rows)):
+            files = [by_rel.get(o) for o in outputs.get(table, [])]
+            if any(f is None or f.rows is None or f.error is not None for f in files):
+                skipped += 1
+                continue
+            checked += 1
+            have = sum(f.rows or 0 for f in files if f is not None)
+            want = entry.rows.get(table, 0)
+            if have != want:
+                where = ", ".join(outputs.get(table, [])) or f"{table}/"
+                findings.append(Finding(
+                    where, f"{have:,} {table} rows, the manifest recorded {want:,} for "
+                           f"{_source_name(src)} ({have - want:+,})", count=abs(have - want)))
+    note = f" ({skipped} skipped: output missing or unreadable)" if skipped else ""
+    return CheckResult.from_findings(
+        "manifest_rows", findings, checked=checked,
+        passed=f"{checked} segment tables match the manifest{note}")

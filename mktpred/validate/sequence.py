@@ -1,0 +1,134 @@
+"""Sequence numbers in ``messages``: one counter per connection, so judged within each ``conn``.
+
+* gaps: numbers missing between a connection's first and last frame, and before its first frame
+  (Coinbase starts every connection at 0); each listed with its range, the time of the frames
+  around it and the file holding the frame after it.  Gaps the collector recorded as ``gap`` events
+  in ``events`` are *known*: a warning, not a failure;
+* duplicates: the same number twice on one connection;
+* reversals: a number lower than the one received just before it (receive order).
+
+Times are receive times (``recv_time``, else the frame's ``time``).  The shared messages pass
+(:mod:`mktpred.validate.frames`) finds the connections with anything to list; only those are read
+again, and a connection with reversals is judged on its sorted set of numbers instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mktpred.coinbase.timestamps import format_iso_ns
+from mktpred.validate.content import scan
+from mktpred.validate.frames import FrameScan
+from mktpred.validate.inventory import Inventory
+from mktpred.validate.report import MAX_LISTED, CheckResult, Finding, SequenceGap, Status
+
+_T = "epoch_ns(coalesce(recv_time, time))"
+
+
+@dataclass
+class SequenceResult:
+    check: CheckResult
+    gaps: list[SequenceGap] = field(default_factory=list)
+    gaps_total: int = 0
+
+
+def _known_gaps(con: duckdb.DuckDBPyConnection, inv: Inventory) -> dict[str, list[tuple[int, int]]]:
+    """``conn -> [(expected, got)]`` from the collector's ``gap`` events."""
+    files = [str(f.path) for f in inv.usable("events")]
+    if not files:
+        return {}
+    rows = con.execute(f"SELECT conn, expected, got FROM {scan()} WHERE event = 'gap' "
+                       "AND expected IS NOT NULL AND got IS NOT NULL", [files]).fetchall()
+    known: dict[str, list[tuple[int, int]]] = {}
+    for conn, expected, got in rows:
+        known.setdefault(conn, []).append((expected, got))
+    return known
+
+
+def _is_known(known: dict[str, list[tuple[int, int]]], conn: str, first: int, last: int) -> bool:
+    return any(expected <= first and got >= last + 1 for expected, got in known.get(conn, ()))
+
+
+def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: FrameScan) -> SequenceResult:
+    """Gaps, duplicates and reversals of ``messages.seq`` within each connection."""
+    if not frames.files:
+        return SequenceResult(CheckResult("sequence", Status.PASS, 0, "no messages table: nothing to check"))
+    rel = {str(f.path): f.rel for f in inv.usable("messages")}
+    conns = [c for c in frames.conns.values() if c.with_seq > 0]
+    known = _known_gaps(con, inv)
+    gaps: list[tuple[SequenceGap, str]] = []
+    findings: list[Finding] = []
+    n_dups = 0
+
+    # in receive order (no reversal) every exception is a gap, a repeat, or the first frame
+    simple = [c.conn for c in conns if not c.reversals and (c.gaps or c.repeats or (c.seq_min or 0) > 0)]
+    if simple:
+        for conn, seq, ps, t, pt, f in con.execute(
+                "SELECT conn, seq, ps, t, pt, filename FROM frame_exceptions "
+                "WHERE conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, seq", [simple]).fetchall():
+            if ps is None and seq > 0:
+                gaps.append((SequenceGap(conn, 0, seq - 1, None, t, _is_known(known, conn, 0, seq - 1)), f))
+            elif ps is not None and seq > ps + 1:
+                gaps.append((SequenceGap(conn, ps + 1, seq - 1, pt, t,
+                                         _is_known(known, conn, ps + 1, seq - 1)), f))
+            elif ps is not None and seq == ps:
+                n_dups += 1
+                findings.append(Finding(f"messages {rel.get(f, f)}",
+                                        f"conn {conn}: seq {seq} received twice (at {_iso(t)})"))
+
+    # with reversals, judge gaps on the sorted set and duplicates by counting
+    tangled = [c.conn for c in conns if c.reversals]
+    if tangled:
+        for conn, first, last, pt, t, f in con.execute(
+                f"""WITH s AS (SELECT conn, seq, min({_T}) AS t, any_value(filename) AS f
+                               FROM {scan('filename')} WHERE conn IN (SELECT unnest(?::VARCHAR[]))
+                               AND seq IS NOT NULL GROUP BY conn, seq),
+                         w AS (SELECT conn, seq, t, f, lag(seq) OVER win AS ps, lag(t) OVER win AS pt
+                               FROM s WINDOW win AS (PARTITION BY conn ORDER BY seq))
+                    SELECT conn, coalesce(ps + 1, 0), seq - 1, pt, t, f FROM w
+                    WHERE (ps IS NULL AND seq > 0) OR seq > ps + 1 ORDER BY conn, seq""",
+                [frames.files, tangled]).fetchall():
+            gaps.append((SequenceGap(conn, first, last, pt, t, _is_known(known, conn, first, last)), f))
+        for conn, seq, n, t, f in con.execute(
+                f"SELECT conn, seq, count(*), min({_T}), any_value(filename) FROM {scan('filename')} "
+                "WHERE conn IN (SELECT unnest(?::VARCHAR[])) AND seq IS NOT NULL "
+                "GROUP BY conn, seq HAVING count(*) > 1 ORDER BY conn, seq", [frames.files, tangled]).fetchall():
+            n_dups += n - 1
+            findings.append(Finding(f"messages {rel.get(f, f)}",
+                                    f"conn {conn}: seq {seq} received {n} times (at {_iso(t)})", count=n - 1))
+        for conn, seq, ps, t, f in con.execute(
+                "SELECT conn, seq, ps, t, filename FROM frame_exceptions WHERE seq < ps "
+                "AND conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, t", [tangled]).fetchall():
+            findings.append(Finding(f"messages {rel.get(f, f)}",
+                                    f"conn {conn}: seq {seq} received after {ps} (reversal at {_iso(t)})"))
+
+    n_rev = sum(c.reversals for c in conns)
+    for gap, f in gaps:
+        findings.append(Finding(f"messages {rel.get(f, f)}", gap.text(),
+                                Status.WARN if gap.known else Status.FAIL, count=gap.missing))
+    n_unknown = sum(1 for g, _ in gaps if not g.known)
+    n_known = len(gaps) - n_unknown
+    parts = []
+    if n_unknown:
+        parts.append(f"{n_unknown} gaps ({sum(g.missing for g, _ in gaps if not g.known):,} frames)")
+    if n_known:
+        parts.append(f"{n_known} known gaps recorded by the collector "
+                     f"({sum(g.missing for g, _ in gaps if g.known):,} frames)")
+    if n_dups:
+        parts.append(f"{n_dups} duplicate frames")
+    if n_rev:
+        parts.append(f"{n_rev} reversals")
+    n_frames = sum(c.with_seq for c in conns)
+    suffix = f"; {frames.unjudged:,} frames without conn/seq not judged" if frames.unjudged else ""
+    summary_text = ", ".join(parts) + f" on {len(conns)} connections" + suffix if parts else None
+    check = CheckResult.from_findings(
+        "sequence", findings, checked=n_frames, summary=summary_text,
+        passed=f"{n_frames:,} frames on {len(conns)} connections, no gaps, duplicates or reversals{suffix}")
+    listed = sorted((g for g, _ in gaps), key=lambda g: (g.conn, g.first))
+    return SequenceResult(check, listed[:MAX_LISTED], len(listed))
+
+
+def _iso(ns: int | None) -> str:
+    return "?" if ns is None else format_iso_ns(ns)
