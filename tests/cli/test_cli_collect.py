@@ -1,0 +1,113 @@
+"""`mktpred collect` through the CLI: options, config, the JSON summary and its error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mktpred.cli.app import app
+from mktpred.collect.segments import DirectoryLock
+from mktpred.simulate import SimulatedExchange
+
+runner = CliRunner()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"ws://127.0.0.1:{port}"
+
+
+def test_json_summary_and_config_file_with_option_override(tmp_path: Path) -> None:
+    """Config file keys apply, options override them, and --json prints the run summary on stdout."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[collect]\nproducts = ["ETH-USD"]\nchannels = ["ticker"]\nstatus_interval_s = 0.2\n'
+                   f'[paths]\nraw_dir = "{tmp_path / "from-file"}"\n')
+    raw = tmp_path / "raw"
+    with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=200.0, seed=21, depth=100) as sim:
+        result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", sim.url, "--raw-dir", str(raw),
+                                     "--channels", "level2,ticker", "--duration", "1", "--json"],
+                               catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["products"] == ["ETH-USD"]
+    assert doc["channels"] == ["level2", "ticker", "heartbeats"]
+    assert doc["raw_dir"] == str(raw) and not (tmp_path / "from-file").exists()
+    assert doc["stopped_by"] == "duration" and doc["frames"] > 0
+    assert doc["lines_written"] == doc["frames"] + doc["events"]
+    seg = Path(doc["segments"][0])
+    assert seg.parent == raw and len(seg.read_bytes().splitlines()) == doc["lines_written"]
+    assert "collect: " in result.stderr  # a plain status line (not a terminal)
+
+
+def test_unwritable_raw_dir_exits_3_with_one_line(tmp_path: Path) -> None:
+    """A raw dir that cannot be created (a file in its path) is exit 3 with one clear line, no traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    raw = blocker / "raw"
+    result = runner.invoke(app, ["collect", "--url", _closed_port_url(), "--raw-dir", str(raw), "--duration", "5"],
+                           catch_exceptions=False)
+    assert result.exit_code == 3
+    assert result.stderr == f"error: cannot create the raw directory: Not a directory ({raw})\n"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_raw_dir_exits_3(tmp_path: Path) -> None:
+    """A raw dir without write permission is exit 3 ("Permission denied")."""
+    raw = tmp_path / "ro"
+    raw.mkdir()
+    raw.chmod(0o500)
+    try:
+        result = runner.invoke(app, ["collect", "--url", _closed_port_url(), "--raw-dir", str(raw)],
+                               catch_exceptions=False)
+    finally:
+        raw.chmod(0o700)
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: cannot write in the raw directory: Permission denied")
+
+
+def test_second_recorder_on_the_same_dir_exits_3(tmp_path: Path) -> None:
+    """A raw dir locked by a running recorder is refused (its .part must not be "repaired")."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lock = DirectoryLock(raw)
+    lock.acquire()
+    try:
+        result = runner.invoke(app, ["collect", "--url", _closed_port_url(), "--raw-dir", str(raw)],
+                               catch_exceptions=False)
+    finally:
+        lock.release()
+    assert result.exit_code == 3
+    assert "another mktpred collect" in result.stderr and str(raw) in result.stderr
+
+
+def test_max_reconnects_gives_up_with_exit_3(tmp_path: Path) -> None:
+    """With --max-reconnects 2 and nothing listening, collect gives up: exit 3, nothing left as .part."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("[collect.backoff]\ninitial_s = 0.05\nmax_s = 0.1\n")
+    raw = tmp_path / "raw"
+    result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", _closed_port_url(), "--raw-dir",
+                                 str(raw), "--max-reconnects", "2"], catch_exceptions=False)
+    assert result.exit_code == 3
+    assert "error: gave up after 2 reconnects (last: connect failed: ConnectionRefusedError" in result.stderr
+    assert not list(raw.glob("*.part")) and not list(raw.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--channels", "level2,orderbook"], "unknown channel 'orderbook'"),
+    (["--url", "http://example.com"], "collect.url must be a ws:// or wss:// URL"),
+    (["--duration", "0"], "--duration must be > 0"),
+    (["--flush-interval", "-1"], "collect.flush_interval_s must be a number > 0"),
+])
+def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    """Invalid channels, URL, duration or intervals are usage errors: exit 2 and a line naming them."""
+    result = runner.invoke(app, ["collect", "--raw-dir", str(tmp_path / "raw"), *args], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert not (tmp_path / "raw").exists()

@@ -1,0 +1,77 @@
+"""Raw records: frames spliced verbatim, non-JSON kept, collector events, connection ids."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from mktpred.collect.records import conn_id, event_record, frame_record, line_prefix, new_run_id
+
+PREFIX = line_prefix("20251122T140301Z-ab12-1")
+L2 = (b'{"channel":"l2_data","client_id":"","timestamp":"2026-08-09T21:05:48.228568804Z","sequence_num":7,'
+      b'"events":[{"type":"snapshot","product_id":"BTC-USD","updates":[{"side":"bid","price_level":"1.50",'
+      b'"new_quantity":"0.10000000"},{"side":"offer","price_level":"2","new_quantity":"3"}]}]}')
+
+
+def test_valid_frame_is_spliced_byte_for_byte() -> None:
+    """The `msg` value is the frame's exact bytes (trailing zeros, key order, spacing all kept)."""
+    fr = frame_record(1763820181123456789, PREFIX, L2)
+    assert fr.valid and fr.line.endswith(b"}\n") and fr.line.count(b"\n") == 1
+    assert fr.line == b'{"recv_ns":1763820181123456789,"conn":"20251122T140301Z-ab12-1","msg":' + L2 + b"}\n"
+    rec = json.loads(fr.line)
+    assert rec["msg"]["events"][0]["updates"][0]["new_quantity"] == "0.10000000"
+    assert (fr.channel, fr.seq, fr.rows, fr.l2_snapshot) == ("l2_data", 7, 2, True)
+
+
+def test_multiline_json_frame_stays_one_line() -> None:
+    """Line breaks between JSON tokens are blanked so the record is one line with the same document."""
+    frame = b'{\n  "channel": "heartbeats",\r\n  "sequence_num": 3,\n  "events": []\n}'
+    fr = frame_record(5, PREFIX, frame)
+    assert fr.valid and fr.line.count(b"\n") == 1 and b"\r" not in fr.line
+    assert json.loads(fr.line)["msg"] == json.loads(frame)
+    assert fr.seq == 3 and fr.rows == 0 and not fr.l2_snapshot
+
+
+def test_non_json_frame_is_kept_as_raw_text() -> None:
+    """A torn frame becomes a `raw` record holding its text; nothing is dropped."""
+    torn = L2[:57]
+    fr = frame_record(9, PREFIX, torn)
+    assert not fr.valid
+    rec = json.loads(fr.line)
+    assert rec == {"recv_ns": 9, "conn": "20251122T140301Z-ab12-1", "raw": torn.decode()}
+
+
+def test_non_utf8_frame_is_kept_as_base64() -> None:
+    """Bytes that are not even UTF-8 are kept losslessly, base64-encoded and marked so."""
+    junk = b"\xff\xfe{\x00garbage"
+    rec = json.loads(frame_record(1, PREFIX, junk).line)
+    assert rec["raw_encoding"] == "base64" and base64.b64decode(rec["raw"]) == junk
+
+
+def test_json_that_is_not_an_object_is_still_spliced() -> None:
+    """A JSON array or number is valid JSON: spliced as `msg`, with no channel or sequence number."""
+    fr = frame_record(1, PREFIX, b"[1,2,3]")
+    assert fr.valid and json.loads(fr.line)["msg"] == [1, 2, 3] and fr.seq is None and fr.channel is None
+
+
+def test_rows_are_counted_per_kind() -> None:
+    """Rows are the level updates, trades, tickers or candles the frame carries."""
+    trades = b'{"channel":"market_trades","sequence_num":1,"events":[{"type":"update","trades":[{},{},{}]}]}'
+    ticker = b'{"channel":"ticker","sequence_num":2,"events":[{"type":"update","tickers":[{}]},{"tickers":[{}]}]}'
+    assert frame_record(1, PREFIX, trades).rows == 3
+    assert frame_record(1, PREFIX, ticker).rows == 2
+
+
+def test_event_record_is_one_json_line() -> None:
+    """Collector events carry recv_ns, conn, event and their details."""
+    line = event_record(11, "c-1", "gap", expected=5, got=9)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == {"recv_ns": 11, "conn": "c-1", "event": "gap", "expected": 5, "got": 9}
+
+
+def test_connection_ids_are_unique_across_runs_in_the_same_second() -> None:
+    """Two runs started in the same second get different connection ids."""
+    now = 1763820181123456789
+    ids = {conn_id(new_run_id(now), 1) for _ in range(50)}
+    assert len(ids) > 40
+    assert all(i.startswith("20251122T140301Z-") and i.endswith("-1") for i in ids)
