@@ -269,7 +269,10 @@ class Store:
         """Whole level2 frames of ``product`` as columnar batches, each batch one connection.
 
         Files are read in time order and streamed (memory bounded by ``batch_rows`` plus one
-        frame); within a connection frames come in ``seq`` order and rows keep frame order.
+        frame); rows keep frame order, and frames are sorted by ``seq`` within each batch.  Across
+        batches the files' own order is kept — ``convert`` writes frames in receive order, which is
+        ``seq`` order on a connection (:class:`~mktpred.book.Replayer` skips and counts a frame
+        whose ``seq`` is not after the previous one).
         ``on_file(path, size)`` is called as each file is finished (progress)."""
         lo, hi = to_ns(start), to_ns(end)
         expr = self._expression([product], lo, hi)
