@@ -85,7 +85,7 @@ def test_reading_one_date_touches_only_that_dates_files(tmp_path: Path) -> None:
     assert store.read("l2", start="2026-08-10").num_rows == 2
     assert store.relation("l2", start="2026-08-10").count("*").fetchall() == [(2,)]
     assert [f.seq for f in store.l2_frames("BTC-USD", start="2026-08-10")] == [3]
-    with pytest.raises(Exception, match="(?i)parquet"):
+    with pytest.raises(pa.ArrowInvalid, match=r"(?i)parquet"):
         store.read("l2")
 
 
