@@ -2,15 +2,60 @@
 
 from __future__ import annotations
 
-from mktpred.cli.base import ConfigOption, command
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mktpred.cli.base import ConfigOption, JsonOption, command
+from mktpred.cli.output import Terminal
 from mktpred.config import load_config
-from mktpred.errors import NotImplementedYet
 
 
 @command("convert")
-def convert_command(config: ConfigOption = None) -> None:
+def convert_command(
+    raw_dir: Annotated[Path | None, typer.Option("--raw-dir", help="Raw JSONL segments.", show_default=False)] = None,
+    parquet_dir: Annotated[Path | None, typer.Option("--parquet-dir", help="The Parquet store.",
+                                                     show_default=False)] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="auto, cpu or gpu.", show_default=False)] = None,
+    include_latest: Annotated[bool, typer.Option("--include-latest",
+                                                 help="Also read .part segments up to their last complete line.")] = False,
+    write_csv: Annotated[bool, typer.Option("--write-csv", help="Also write each table as CSV.")] = False,
+    csv_dir: Annotated[Path | None, typer.Option("--csv-dir", help="Where --write-csv writes.",
+                                                 show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reconvert segments the manifest has.")] = False,
+    max_invalid: Annotated[int | None, typer.Option("--max-invalid", min=0, show_default=False,
+                                                    help="Invalid lines allowed before exit 1 "
+                                                         "(default: convert.max_invalid_fraction of lines).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", show_default=False,
+                                                  help="Dask scheduler address: one task per segment.")] = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Convert sealed raw JSONL segments into the date-partitioned Parquet store.
 
     Example: mktpred convert --raw-dir data/raw --parquet-dir data/parquet --write-csv"""
-    load_config(config)
-    raise NotImplementedYet("'mktpred convert' is not implemented yet")
+    from mktpred.convert.runner import run_convert
+
+    cfg = load_config(config, {"paths.raw_dir": raw_dir, "paths.parquet_dir": parquet_dir,
+                               "paths.csv_dir": csv_dir, "convert.engine": engine})
+    term = Terminal()
+    with term.progress("convert") as progress:
+        summary = run_convert(cfg, include_latest=include_latest, write_csv=write_csv, force=force,
+                              max_invalid=max_invalid, scheduler=scheduler, progress=progress)
+    if json_out:
+        term.json(summary.to_json())
+    else:
+        for note in summary.notes:
+            term.warn(note)
+        doc = summary.to_json()
+        term.info(f"engine: {summary.engine} ({summary.engine_reason})")
+        term.table("convert", ["", "value"], [
+            ("segments converted", summary.converted), ("segments skipped", summary.skipped),
+            ("segments failed", summary.failed),
+            *((f"rows {t}", f"{n:,}") for t, n in summary.rows.items()),
+            ("invalid lines", f"{summary.invalid:,} (allowed {summary.max_invalid:,})"),
+            ("truncated lines", summary.truncated), ("seconds", f"{summary.seconds:.2f}"),
+            ("rows/s", f"{doc['rows_per_s']:,}"), ("MB/s", doc["mb_per_s"]),
+        ])
+    summary.check()

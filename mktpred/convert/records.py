@@ -1,0 +1,196 @@
+"""Raw records line by line, in Python: the validator behind the quarantine, and event rows.
+
+Engines convert whole files at C speed; when one rejects a chunk (a line that is not JSON, a frame
+of an unexpected shape, an unparsable number or timestamp), :func:`check_line` tells exactly
+which lines are bad and why, so they can be quarantined and the rest converted.  It applies the
+same rules as the engines (DESIGN.md "Raw records" and the table contracts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mktpred.coinbase.timestamps import parse_rfc3339_ns
+
+#: frame channels that feed a table, and the list inside each event that holds the rows
+TABLE_LISTS: dict[str, tuple[str, str]] = {
+    "l2_data": ("l2", "updates"),
+    "ticker": ("ticker", "tickers"),
+    "ticker_batch": ("ticker", "tickers"),
+    "market_trades": ("trades", "trades"),
+}
+EVENT_TYPES = ("snapshot", "update")
+L2_SIDES = ("bid", "offer", "ask")
+RAW_REASON = "the collector kept a frame that is not valid JSON"
+_EVENT_COLUMNS = ("recv_ns", "conn", "event", "expected", "got")
+
+
+class BadRecord(ValueError):
+    """A line that cannot become table rows; the message is the quarantine reason."""
+
+
+def _number(obj: dict[str, Any], key: str, *, required: bool) -> None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise BadRecord(f"missing {key}")
+        return
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise BadRecord(f"{key} is not a number: {v!r}")
+    if isinstance(v, str):
+        # The engines' parsers take what float() takes, minus whitespace and digit separators.
+        try:
+            float(v)
+        except ValueError:
+            raise BadRecord(f"{key} is not a number: {v!r}") from None
+        if "_" in v or v != v.strip():
+            raise BadRecord(f"{key} is not a number: {v!r}")
+
+
+def _timestamp(value: Any, what: str, *, required: bool) -> None:
+    if value is None:
+        if required:
+            raise BadRecord(f"missing {what}")
+        return
+    if not isinstance(value, str):
+        raise BadRecord(f"{what} is not a timestamp: {value!r}")
+    try:
+        parse_rfc3339_ns(value)
+    except ValueError:
+        raise BadRecord(f"{what} is not an RFC 3339 timestamp: {value!r}") from None
+
+
+def _string(obj: dict[str, Any], key: str, *, required: bool) -> None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise BadRecord(f"missing {key}")
+        return
+    if not isinstance(v, str):
+        raise BadRecord(f"{key} is not a string: {v!r}")
+
+
+def _check_rows(channel: str, event: dict[str, Any]) -> None:
+    _, list_key = TABLE_LISTS[channel]
+    if event.get("type") not in EVENT_TYPES:
+        raise BadRecord(f"event type is not snapshot or update: {event.get('type')!r}")
+    rows = event.get(list_key)
+    if not isinstance(rows, list):
+        raise BadRecord(f"event has no {list_key} list")
+    if channel == "l2_data":
+        _string(event, "product_id", required=True)
+    for row in rows:
+        if not isinstance(row, dict):
+            raise BadRecord(f"an item of {list_key} is not an object")
+        if channel == "l2_data":
+            if row.get("side") not in L2_SIDES:
+                raise BadRecord(f"level2 side is not bid or offer: {row.get('side')!r}")
+            _number(row, "price_level", required=True)
+            _number(row, "new_quantity", required=True)
+            _timestamp(row.get("event_time"), "event_time", required=False)
+        elif channel == "market_trades":
+            _string(row, "product_id", required=True)
+            _string(row, "side", required=True)
+            _string(row, "trade_id", required=False)
+            _number(row, "price", required=True)
+            _number(row, "size", required=True)
+            _timestamp(row.get("time"), "trade time", required=False)
+        else:
+            _string(row, "product_id", required=True)
+            _number(row, "price", required=True)
+            for key in ("volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
+                        "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity",
+                        "best_ask_quantity"):
+                _number(row, key, required=False)
+
+
+def _check_frame(frame: dict[str, Any], has_recv: bool) -> None:
+    channel = frame.get("channel")
+    if channel is None:
+        channel = frame.get("type")
+    if not isinstance(channel, str):
+        raise BadRecord("frame has no channel")
+    ts = frame.get("timestamp")
+    data = channel in TABLE_LISTS
+    _timestamp(ts, "timestamp", required=data or not has_recv)
+    seq = frame.get("sequence_num")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        raise BadRecord(f"sequence_num is not an integer: {seq!r}")
+    events = frame.get("events")
+    if events is None:
+        if data:
+            raise BadRecord("data frame has no events")
+        return
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise BadRecord("events is not a list of objects")
+    if data:
+        for event in events:
+            _check_rows(channel, event)
+
+
+def check_line(line: bytes) -> str | None:
+    """``None`` when ``line`` is a convertible record (frame, bare frame or collector event),
+    else the reason it is not."""
+    if not line.strip():
+        return "empty line"
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    try:
+        if "event" in obj:
+            _event_row(obj)
+            return None
+        if "raw" in obj:
+            return RAW_REASON
+        recv = obj.get("recv_ns")
+        if recv is not None and (isinstance(recv, bool) or not isinstance(recv, int)):
+            raise BadRecord(f"recv_ns is not an integer: {recv!r}")
+        _string(obj, "conn", required=False)
+        if "msg" in obj:
+            frame = obj["msg"]
+            if not isinstance(frame, dict):
+                raise BadRecord("msg is not an object")
+        else:
+            frame = obj
+        _check_frame(frame, recv is not None)
+    except BadRecord as exc:
+        return str(exc)
+    return None
+
+
+def _event_row(obj: dict[str, Any]) -> dict[str, Any]:
+    recv, conn, name = obj.get("recv_ns"), obj.get("conn"), obj.get("event")
+    if isinstance(recv, bool) or not isinstance(recv, int):
+        raise BadRecord("event record has no integer recv_ns")
+    if not isinstance(conn, str) or not isinstance(name, str):
+        raise BadRecord("event record has no conn or event name")
+    expected, got = obj.get("expected"), obj.get("got")
+    detail = {k: v for k, v in obj.items() if k not in _EVENT_COLUMNS}
+    for key, val in (("expected", expected), ("got", got)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int)):
+            detail[key] = val
+    return {
+        "recv_time": recv,
+        "time": recv,
+        "conn": conn,
+        "event": name,
+        "expected": expected if isinstance(expected, int) and not isinstance(expected, bool) else None,
+        "got": got if isinstance(got, int) and not isinstance(got, bool) else None,
+        "detail": orjson.dumps(detail).decode() if detail else None,
+    }
+
+
+def event_row(line: bytes) -> dict[str, Any]:
+    """The ``events`` table row of a collector event record; :class:`BadRecord` if malformed."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict) or "event" not in obj:
+        raise BadRecord("not an event record")
+    return _event_row(obj)

@@ -1,0 +1,255 @@
+"""``mktpred convert`` as a library call: discover segments, convert what changed, keep the manifest.
+
+The driver (this module) alone reads and writes the manifest; segments are converted by
+:func:`mktpred.convert.engine.convert_segment` locally, one after the other (each engine uses
+every core), or on Dask workers with ``--scheduler``.  The manifest is saved after each segment,
+so an interrupted run keeps what it finished and a re-run converts the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mktpred import __version__
+from mktpred.config import Config
+from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, select_engine
+from mktpred.convert.segment import run_job
+from mktpred.convert.segments import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
+from mktpred.errors import (
+    EXIT_DATA,
+    DataError,
+    MktpredError,
+    OutputNotWritable,
+    TooManyInvalidLines,
+    UsageError,
+)
+from mktpred.progress import Progress, ProgressCallback, no_progress
+from mktpred.store.layout import TMP_SUFFIX, StoreLayout
+from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.store.schemas import TABLE_SCHEMAS
+
+DASK_HINT = "pip install -e '.[dask]'"
+
+
+@dataclass
+class ConvertSummary:
+    """The outcome of one ``convert`` run (``--json`` prints :meth:`to_json`)."""
+
+    raw_dir: str
+    parquet_dir: str
+    engine: str
+    engine_reason: str
+    segments_found: int = 0
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: {t: 0 for t in TABLE_SCHEMAS})
+    lines: int = 0
+    invalid: int = 0
+    truncated: int = 0
+    max_invalid: int = 0
+    input_bytes: int = 0
+    seconds: float = 0.0
+    csv_dir: str | None = None
+    segments: list[SegmentResult] = field(default_factory=list)
+    failures: list[SegmentFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def too_many_invalid(self) -> bool:
+        return self.invalid > self.max_invalid
+
+    def to_json(self) -> dict[str, Any]:
+        secs = max(self.seconds, 1e-9)
+        return {
+            "raw_dir": self.raw_dir, "parquet_dir": self.parquet_dir, "csv_dir": self.csv_dir,
+            "engine": self.engine, "engine_reason": self.engine_reason,
+            "segments_found": self.segments_found, "converted": self.converted, "skipped": self.skipped,
+            "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
+            "truncated": self.truncated, "max_invalid": self.max_invalid,
+            "too_many_invalid": self.too_many_invalid, "input_bytes": self.input_bytes,
+            "seconds": round(self.seconds, 3), "rows_per_s": round(self.total_rows / secs),
+            "l2_rows_per_s": round(self.rows.get("l2", 0) / secs),
+            "mb_per_s": round(self.input_bytes / 1e6 / secs, 1),
+            "segments": [
+                {"source": r.source, "rows": r.rows, "lines": r.lines, "invalid": r.invalid,
+                 "truncated": r.truncated, "outputs": r.outputs, "csv_outputs": r.csv_outputs,
+                 "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons}
+                for r in self.segments
+            ],
+            "failures": [{"source": f.source, "error": f.error} for f in self.failures],
+            "notes": list(self.notes),
+        }
+
+    def check(self) -> None:
+        """Raise the error this run ends with, if any (after the summary was shown)."""
+        if self.failures:
+            worst = max(self.failures, key=lambda f: f.exit_code)
+            err: type[MktpredError] = DataError if worst.exit_code == EXIT_DATA else MktpredError
+            raise err(f"{len(self.failures)} segment(s) could not be converted; first: {worst.error}",
+                      where=worst.source)
+        if self.too_many_invalid:
+            raise TooManyInvalidLines(
+                f"{self.invalid} invalid line(s) quarantined, more than the {self.max_invalid} allowed "
+                f"(--max-invalid)", where=str(Path(self.parquet_dir) / "_quarantine"))
+
+
+def _check_dirs(raw_dir: Path, parquet_dir: Path, include_latest: bool) -> tuple[list[Segment], list[str]]:
+    if not raw_dir.is_dir():
+        raise UsageError("raw directory not found", where=str(raw_dir))
+    segments, notes = discover(raw_dir, include_latest=include_latest)
+    if not segments:
+        hint = ""
+        if not include_latest and any(p.name.endswith(PART_SUFFIX) for p in raw_dir.iterdir()):
+            hint = " (only .part segments: use --include-latest)"
+        raise UsageError(f"no raw segments ({', '.join('*' + s for s in SEALED_SUFFIXES)}){hint}",
+                         where=str(raw_dir))
+    try:
+        parquet_dir.mkdir(parents=True, exist_ok=True)
+        probe = parquet_dir / f".mktpred-write-test{TMP_SUFFIX}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputNotWritable(f"parquet directory is not writable: {exc.strerror or exc}",
+                                where=str(parquet_dir)) from None
+    return segments, notes
+
+
+def _sweep(root: Path) -> None:
+    """Remove what an interrupted run left: staging space and temporary files."""
+    shutil.rmtree(root / "_staging", ignore_errors=True)
+    layout = StoreLayout(root)
+    for table in layout.tables():
+        for part in layout.table_dir(table).iterdir():
+            if part.is_dir():
+                for p in part.glob("*" + TMP_SUFFIX):
+                    p.unlink(missing_ok=True)
+    for p in layout.quarantine_dir.glob("*" + TMP_SUFFIX) if layout.quarantine_dir.is_dir() else []:
+        p.unlink(missing_ok=True)
+
+
+def _up_to_date(entry: SourceEntry | None, seg: Segment, root: Path) -> bool:
+    if entry is None or entry.size != seg.size or entry.mtime_ns != seg.mtime_ns:
+        return False
+    return all((root / o).is_file() for o in entry.outputs)
+
+
+def _entry(r: SegmentResult) -> SourceEntry:
+    return SourceEntry(
+        source=r.source, kind="raw", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
+        lines=r.lines, invalid=r.invalid, truncated=r.truncated, outputs=list(r.outputs), engine=r.engine,
+        mktpred_version=__version__, converted_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        partial=r.partial,
+    )
+
+
+def _record(manifest: Manifest, r: SegmentResult) -> None:
+    """Put ``r`` in the manifest; drop entries of other files of the same stem (``.part`` -> sealed)."""
+    for key in list(manifest.entries):
+        parts = split_name(Path(key).name)
+        if key != r.source and parts is not None and parts[0] == r.stem:
+            manifest.entries.pop(key)
+    manifest.put(_entry(r))
+
+
+def run_convert(
+    cfg: Config,
+    *,
+    engine: str | None = None,
+    include_latest: bool = False,
+    write_csv: bool = False,
+    force: bool = False,
+    max_invalid: int | None = None,
+    scheduler: str | None = None,
+    progress: ProgressCallback = no_progress,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ConvertSummary:
+    """Convert the raw segments of ``cfg.paths.raw_dir`` into ``cfg.paths.parquet_dir``.
+
+    Raises :class:`UsageError` (missing or empty raw directory), :class:`OutputNotWritable`,
+    :class:`GPUUnavailable`; data problems are in the summary (see :meth:`ConvertSummary.check`).
+    """
+    t0 = clock()
+    raw_dir, root = Path(cfg.paths.raw_dir), Path(cfg.paths.parquet_dir)
+    segments, notes = _check_dirs(raw_dir, root, include_latest)
+    eng, reason = select_engine(engine or cfg.convert.engine, cfg)
+    csv_dir = Path(cfg.paths.csv_dir) if write_csv else None
+    summary = ConvertSummary(str(raw_dir), str(root), eng.name, reason, segments_found=len(segments),
+                             csv_dir=str(csv_dir) if csv_dir else None, notes=notes)
+    sched = scheduler if scheduler is not None else cfg.convert.scheduler
+    try:
+        _sweep(root)
+        manifest = Manifest.load(root)
+        todo = [s for s in segments if force or not _up_to_date(manifest.get(s.path), s, root)]
+        summary.skipped = len(segments) - len(todo)
+        jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=eng.name, config=cfg,
+                           csv_dir=str(csv_dir) if csv_dir else None) for s in todo]
+        total_bytes = sum(s.size for s in todo)
+        state = {"files": 0, "bytes": 0, "rows": 0}
+
+        def done(result: SegmentResult | SegmentFailure, size: int) -> None:
+            state["files"] += 1
+            state["bytes"] += size
+            if isinstance(result, SegmentResult):
+                _record(manifest, result)
+                manifest.save(root)
+                summary.segments.append(result)
+                state["rows"] += sum(result.rows.values())
+            else:
+                summary.failures.append(result)
+            progress(Progress("convert", state["files"], len(jobs), state["bytes"], total_bytes, state["rows"],
+                              Path(result.source).name))
+
+        progress(Progress("convert", 0, len(jobs), 0, total_bytes, 0))
+        sizes = {s.path: s.size for s in todo}
+        if sched and jobs:
+            eng.close()
+            for res in _run_dask(jobs, sched, progress):
+                done(res, sizes.get(Path(res.source), 0))
+        else:
+            for job, seg in zip(jobs, todo, strict=True):
+                def on_bytes(n: int, _base: int = state["bytes"], _name: str = seg.path.name) -> None:
+                    progress(Progress("convert", state["files"], len(jobs), _base + n, total_bytes,
+                                      state["rows"], _name))
+                outcome: SegmentResult | SegmentFailure
+                try:
+                    outcome = run_job(job, engine=eng, on_bytes=on_bytes)
+                except DataError as exc:
+                    outcome = SegmentFailure(job.source, str(exc), exc.exit_code)
+                done(outcome, seg.size)
+    finally:
+        eng.close()
+
+    for r in summary.segments:
+        summary.converted += 1
+        for t, n in r.rows.items():
+            summary.rows[t] = summary.rows.get(t, 0) + n
+        summary.lines += r.lines
+        summary.invalid += r.invalid
+        summary.truncated += r.truncated
+        summary.input_bytes += r.size
+    summary.failed = len(summary.failures)
+    summary.max_invalid = max_invalid if max_invalid is not None \
+        else int(cfg.convert.max_invalid_fraction * summary.lines)
+    summary.seconds = clock() - t0
+    return summary
+
+
+def _run_dask(jobs: list[SegmentJob], address: str, progress: ProgressCallback) -> list[Any]:
+    try:
+        mod = importlib.import_module("mktpred.convert.dask_runner")
+    except ImportError as exc:
+        raise UsageError(f"--scheduler needs Dask distributed ({DASK_HINT}): {exc}", where="--scheduler") from None
+    results: list[Any] = mod.run_on_dask(jobs, address, progress)
+    return results

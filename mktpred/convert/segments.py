@@ -1,0 +1,217 @@
+"""Raw segments on disk: discovery, naming, and reading them as bounded chunks of complete lines.
+
+A segment is ``<raw_dir>/<stem>.jsonl`` (also ``.jsonl.gz``, ``.jsonl.zst``); the one being written
+is ``<stem>.jsonl.part`` and may end with a torn line.  Readers here never hold more than one
+chunk of a segment in memory, whatever its size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+SEALED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+PART_SUFFIX = ".jsonl.part"
+#: preference when several sealed files share a stem (an archived copy beside the original)
+_PREFERENCE = {".jsonl": 0, ".jsonl.zst": 1, ".jsonl.gz": 2, PART_SUFFIX: 3}
+_READ_BLOCK = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One raw segment file."""
+
+    path: Path
+    stem: str  #: the name without ``.jsonl[.gz|.zst|.part]``; names the outputs
+    suffix: str  #: one of SEALED_SUFFIXES or PART_SUFFIX
+    size: int
+    mtime_ns: int
+
+    @property
+    def partial(self) -> bool:
+        return self.suffix == PART_SUFFIX
+
+    @property
+    def compression(self) -> str | None:
+        return {".jsonl.gz": "gzip", ".jsonl.zst": "zstd"}.get(self.suffix)
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    """``(stem, suffix)`` of a segment file name, ``None`` if it is not one."""
+    for suffix in (PART_SUFFIX, *SEALED_SUFFIXES[1:], SEALED_SUFFIXES[0]):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    return None
+
+
+def discover(raw_dir: Path, *, include_latest: bool = False) -> tuple[list[Segment], list[str]]:
+    """Segments of ``raw_dir`` sorted by name, one per stem, and notes about files passed over."""
+    by_stem: dict[str, list[Segment]] = {}
+    for p in raw_dir.iterdir():
+        parts = split_name(p.name)
+        if parts is None or not p.is_file():
+            continue
+        stem, suffix = parts
+        if suffix == PART_SUFFIX and not include_latest:
+            continue
+        st = p.stat()
+        by_stem.setdefault(stem, []).append(Segment(p.resolve(), stem, suffix, st.st_size, st.st_mtime_ns))
+    chosen: list[Segment] = []
+    notes: list[str] = []
+    for stem in sorted(by_stem):
+        cands = sorted(by_stem[stem], key=lambda s: _PREFERENCE[s.suffix])
+        chosen.append(cands[0])
+        for other in cands[1:]:
+            notes.append(f"{other.path.name}: skipped, {cands[0].path.name} has the same stem")
+    return chosen, notes
+
+
+class HashingReader(io.RawIOBase):
+    """Wraps a binary file: hashes (blake2b-128, as ``store.manifest.file_hash``) what is read."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hasher = hashlib.blake2b(digest_size=16)
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self.raw.readinto(b)  # type: ignore[attr-defined]
+        if n:
+            self.hasher.update(memoryview(b)[:n])
+            self.bytes_read += n
+        return n or 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.hasher.update(data)
+            self.bytes_read += len(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return "blake2b:" + self.hasher.hexdigest()
+
+
+def open_decompressed(raw: BinaryIO, compression: str | None) -> BinaryIO:
+    """A stream of the decompressed bytes of ``raw``."""
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=_READ_BLOCK)
+    return raw
+
+
+@dataclass
+class LineChunk:
+    """Complete lines ``first_line .. first_line + n_lines - 1`` (1-based) of a segment."""
+
+    data: bytes  #: ends with ``\\n`` (a final unterminated line of a sealed file gets one added)
+    first_line: int
+    n_lines: int
+    raw_offset: int  #: bytes of the (compressed) file consumed so far, for progress
+
+
+@dataclass
+class ReadStats:
+    lines: int = 0
+    truncated: int = 0  #: torn last line of a ``.part`` segment, skipped
+    hash: str = ""
+    raw_bytes: int = 0
+
+
+def iter_chunks(segment: Segment, chunk_bytes: int, stats: ReadStats) -> Iterator[LineChunk]:
+    """Read ``segment`` as chunks of about ``chunk_bytes`` of complete lines.
+
+    Fills ``stats`` (lines, torn tail, content hash of the file as stored) when exhausted.  A line
+    longer than ``chunk_bytes`` makes its chunk longer; memory stays bounded by the longest line.
+    """
+    with open(segment.path, "rb") as fh:
+        hreader = HashingReader(fh)
+        stream = open_decompressed(hreader, segment.compression)  # type: ignore[arg-type]
+        carry = b""
+        line_no = 1
+        while True:
+            block = stream.read(chunk_bytes)
+            if not block:
+                break
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            body = data[:cut] if carry else data
+            n = body.count(b"\n")
+            yield LineChunk(body, line_no, n, hreader.bytes_read)
+            line_no += n
+        if carry:
+            if segment.partial:
+                stats.truncated = 1
+            else:
+                yield LineChunk(carry + b"\n", line_no, 1, hreader.bytes_read)
+                line_no += 1
+        # Drain whatever the decompressor did not need (trailing bytes) so the hash covers the file.
+        while fh.readable() and hreader.read(_READ_BLOCK):
+            pass
+        stats.lines = line_no - 1
+        stats.hash = hreader.hexdigest()
+        stats.raw_bytes = hreader.bytes_read
+
+
+def hash_and_count(segment: Segment) -> ReadStats:
+    """One streaming pass: content hash and line count (used beside an engine that reads the file)."""
+    stats = ReadStats()
+    with open(segment.path, "rb") as fh:
+        hreader = HashingReader(fh)
+        stream = open_decompressed(hreader, segment.compression)  # type: ignore[arg-type]
+        lines = 0
+        last = b"\n"
+        while block := stream.read(_READ_BLOCK):
+            lines += block.count(b"\n")
+            last = block[-1:]
+        if last != b"\n":
+            lines += 1
+        while hreader.read(_READ_BLOCK):
+            pass
+    stats.lines = lines
+    stats.hash = hreader.hexdigest()
+    stats.raw_bytes = hreader.bytes_read
+    return stats
+
+
+def fetch_lines(segment: Segment, wanted: set[int]) -> dict[int, bytes]:
+    """The text of the given (1-based) line numbers, without the newline; stops after the last."""
+    out: dict[int, bytes] = {}
+    if not wanted:
+        return out
+    last_wanted = max(wanted)
+    with open(segment.path, "rb") as fh:
+        stream = open_decompressed(fh, segment.compression)
+        carry = b""
+        line_no = 1
+        while line_no <= last_wanted:
+            block = stream.read(_READ_BLOCK)
+            if not block:
+                if carry and line_no in wanted:
+                    out[line_no] = carry
+                break
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            n = data.count(b"\n", 0, cut)
+            if any(line_no <= w < line_no + n for w in wanted):
+                for i, line in enumerate(data[:cut].split(b"\n")[:-1]):
+                    if line_no + i in wanted:
+                        out[line_no + i] = line
+            line_no += n
+    return out

@@ -1,0 +1,180 @@
+"""Partitioned, atomic Parquet output for one source (a raw segment or a CSV file).
+
+Rows are appended per table; each row lands in ``<root>/<table>/date=<UTC date>/<stem>.parquet``
+by the UTC date of its ``time`` column (falling back to ``recv_time`` where ``time`` is null).
+Files are written under ``<name>.tmp`` and renamed into place by :meth:`PartitionedWriter.commit`,
+which also removes files an earlier conversion of the same source left in other partitions; until
+then a reader sees the previous state, never half a file.  Memory is bounded: rows are flushed as a
+row group once ``row_group_rows`` are pending for a file.  Rows keep the order they were given in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mktpred.coinbase.timestamps import utc_date
+from mktpred.errors import OutputNotWritable
+from mktpred.store.layout import TMP_SUFFIX, StoreLayout, atomic_replace
+from mktpred.store.schemas import TABLE_SCHEMAS
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+DATE_COLUMNS = ("time", "recv_time")
+
+
+def output_pattern(stem: str) -> re.Pattern[str]:
+    """File names a source called ``stem`` may own: ``<stem>.parquet``, ``<stem>-<k>.parquet``
+    and their temporary ``.tmp`` siblings."""
+    return re.compile(re.escape(stem) + r"(-\d+)?\.parquet(" + re.escape(TMP_SUFFIX) + r")?\Z")
+
+
+def stem_files(root: Path, stem: str, tables: list[str] | None = None) -> list[Path]:
+    """Every file of ``stem`` (final or temporary) in the store's partitions."""
+    pat = output_pattern(stem)
+    layout = StoreLayout(root)
+    found: list[Path] = []
+    for table in tables if tables is not None else layout.tables():
+        tdir = layout.table_dir(table)
+        if not tdir.is_dir():
+            continue
+        for part in tdir.iterdir():
+            if part.is_dir() and part.name.startswith("date="):
+                found.extend(p for p in part.iterdir() if pat.match(p.name))
+    return found
+
+
+def _days(table: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+    """The UTC day number of each row (from the first non-null of ``columns``)."""
+    key: pa.Array | pa.ChunkedArray | None = None
+    for col in columns:
+        if col not in table.column_names:
+            continue
+        vals = pc.cast(table.column(col), pa.int64())
+        key = vals if key is None else pc.coalesce(key, vals)
+    if key is None:
+        raise ValueError(f"table has none of the date columns {columns}")
+    # integer division truncates towards zero: shift negatives so it floors
+    shifted = pc.if_else(pc.less(key, 0), pc.subtract(key, NS_PER_DAY - 1), key)
+    return pc.divide(shifted, NS_PER_DAY)
+
+
+@dataclass
+class _OpenFile:
+    final: Path
+    tmp: Path
+    schema: pa.Schema
+    writer: pq.ParquetWriter | None = None
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
+    rows: int = 0
+
+
+class PartitionedWriter:
+    """Writes one source's rows into the date partitions of a store (see the module docstring)."""
+
+    def __init__(self, root: Path, stem: str, *, compression: str = "zstd", compression_level: int | None = 3,
+                 row_group_rows: int = 1_000_000, schemas: dict[str, pa.Schema] | None = None,
+                 date_columns: tuple[str, ...] = DATE_COLUMNS) -> None:
+        self.layout = StoreLayout(root)
+        self.stem = stem
+        self.compression = None if compression == "none" else compression
+        self.level = compression_level if self.compression in ("zstd", "gzip", "brotli") else None
+        self.row_group_rows = row_group_rows
+        self.schemas = schemas if schemas is not None else TABLE_SCHEMAS
+        self.date_columns = date_columns
+        self._files: dict[tuple[str, str], _OpenFile] = {}
+        self.rows: dict[str, int] = {}
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, table: str, data: pa.Table) -> None:
+        """Append rows of ``table`` (its contract schema); rows with no date raise ``ValueError``."""
+        if data.num_rows == 0:
+            return
+        schema = self.schemas[table]
+        if not data.schema.equals(schema):
+            data = data.cast(schema)
+        days = _days(data, self.date_columns)
+        if days.null_count:
+            raise ValueError(f"{table}: rows without a timestamp to partition by")
+        lo, hi = pc.min_max(days).values()
+        if lo == hi:
+            self._append(table, utc_date(lo.as_py() * NS_PER_DAY), data)
+            return
+        for day in pc.unique(days).to_pylist():
+            self._append(table, utc_date(day * NS_PER_DAY), data.filter(pc.equal(days, day)))
+
+    def _append(self, table: str, date: str, data: pa.Table) -> None:
+        key = (table, date)
+        f = self._files.get(key)
+        if f is None:
+            final = self.layout.data_file(table, date, self.stem)
+            f = _OpenFile(final, final.with_name(final.name + TMP_SUFFIX), self.schemas[table])
+            self._files[key] = f
+        f.pending.append(data)
+        f.pending_rows += data.num_rows
+        f.rows += data.num_rows
+        self.rows[table] = self.rows.get(table, 0) + data.num_rows
+        if f.pending_rows >= self.row_group_rows:
+            self._flush(f)
+
+    def _flush(self, f: _OpenFile) -> None:
+        if not f.pending:
+            return
+        try:
+            if f.writer is None:
+                f.tmp.parent.mkdir(parents=True, exist_ok=True)
+                f.writer = pq.ParquetWriter(f.tmp, f.schema, compression=self.compression,
+                                            compression_level=self.level)
+            data = pa.concat_tables(f.pending) if len(f.pending) > 1 else f.pending[0]
+            f.writer.write_table(data, row_group_size=max(self.row_group_rows, data.num_rows))
+        except OSError as exc:
+            raise OutputNotWritable(f"cannot write {f.tmp.name}: {exc.strerror or exc}", where=str(f.tmp.parent)) \
+                from None
+        f.pending.clear()
+        f.pending_rows = 0
+
+    # -- finishing -------------------------------------------------------------------------------
+    def commit(self) -> list[str]:
+        """Close every file, rename it into place, drop this stem's files the new set does not
+        include; returns the files, relative to the store root, in a stable order."""
+        finals: list[Path] = []
+        for f in self._files.values():
+            self._flush(f)
+            if f.writer is not None:
+                f.writer.close()
+                f.writer = None
+        try:
+            for f in self._files.values():
+                if f.rows:
+                    atomic_replace(f.tmp, f.final)
+                    finals.append(f.final)
+            keep = set(finals)
+            for p in stem_files(self.layout.root, self.stem, list(self.schemas)):
+                if p not in keep:
+                    p.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputNotWritable(f"cannot finish the output files: {exc.strerror or exc}",
+                                    where=str(self.layout.root)) from None
+        self._files.clear()
+        return sorted(str(p.relative_to(self.layout.root)) for p in finals)
+
+    def abort(self) -> None:
+        """Forget everything written since the start (temporary files are removed)."""
+        for f in self._files.values():
+            if f.writer is not None:
+                try:
+                    f.writer.close()
+                except Exception:
+                    pass
+            try:
+                os.unlink(f.tmp)
+            except FileNotFoundError:
+                pass
+        self._files.clear()
+        self.rows.clear()
