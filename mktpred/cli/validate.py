@@ -2,15 +2,95 @@
 
 from __future__ import annotations
 
-from mktpred.cli.base import ConfigOption, command
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from mktpred.cli.base import ConfigOption, JsonOption, command
+from mktpred.cli.output import Terminal
 from mktpred.config import load_config
-from mktpred.errors import NotImplementedYet
+from mktpred.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from mktpred.validate import ValidationReport
+
+_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}
+_LISTED = 10
 
 
 @command("validate")
-def validate_command(config: ConfigOption = None) -> None:
+def validate_command(
+    parquet_dir: Annotated[Path | None, typer.Option("--parquet-dir", help="The Parquet store.",
+                                                     show_default=False)] = None,
+    raw_dir: Annotated[Path | None, typer.Option(
+        "--raw-dir", help="Also check that every sealed raw segment here was converted.", show_default=False)] = None,
+    max_silence: Annotated[float | None, typer.Option(
+        "--max-silence", help="Report silences longer than S seconds (default validate.max_silence_s).",
+        metavar="S", show_default=False)] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
     """Check the Parquet store (schema, row counts, nulls, partitions, sequence gaps, coverage).
 
+    Exit 0 when every check passes (warnings allowed), 1 when any fails, 2 when there is no store.
+
     Example: mktpred validate --parquet-dir data/parquet --raw-dir data/raw"""
-    load_config(config)
-    raise NotImplementedYet("'mktpred validate' is not implemented yet")
+    from mktpred.validate import validate_store
+
+    cfg = load_config(config, {"paths.parquet_dir": parquet_dir, "validate.max_silence_s": max_silence})
+    term = Terminal()
+    with term.progress("validate") as progress:
+        report = validate_store(cfg.paths.parquet_dir, raw_dir=raw_dir,
+                                max_silence_s=cfg.validate.max_silence_s, progress=progress)
+    if as_json:
+        term.json(report.to_dict())
+    else:
+        _render(term, report)
+    if not report.ok:
+        names = ", ".join(c.name for c in report.failed)
+        raise ValidationFailed(f"{len(report.failed)} checks failed: {names}", where=report.store)
+
+
+def _render(term: Terminal, report: ValidationReport) -> None:
+    rows = sum(report.rows.values())
+    term.out.print(f"[bold]{report.store}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
+                   f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
+    term.table("checks", ["check", "status", "count", "details"],
+               [(c.name, _STYLE[c.status.value], c.count or "", c.details) for c in report.checks],
+               to_stdout=True)
+    if report.coverage:
+        cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,
+                    header_style="bold")
+        for name, justify in (("product", "left"), ("date", "left"), ("UTC", "left"), ("rows", "right"),
+                              ("conns", "right"), ("covered", "right"), ("silences", "left"),
+                              ("no hb", "right")):
+            cov.add_column(name, justify=justify, no_wrap=name != "silences")  # type: ignore[arg-type]
+        for r in report.coverage:
+            cov.add_row(r.product, r.date, f"{_hm(r.first_ns, r.date)}-{_hm(r.last_ns, r.date)}", f"{r.rows:,}",
+                        str(r.conns), f"{r.coverage:.1%}",
+                        f"{r.silences}, max {r.longest_silence_s:,.0f} s" if r.silences else "",
+                        f"{r.missing_heartbeat_s:,} s" if r.missing_heartbeat_s else "")
+        term.out.print(cov)
+    for c in report.checks:
+        if c.status.value != "pass" and c.locations:
+            more = f" (first {_LISTED} of {c.count})" if c.count > _LISTED else ""
+            term.out.print(f"[bold]{c.name}[/] {_STYLE[c.status.value]}{more}:")
+            for loc in c.locations[:_LISTED]:
+                term.out.print(f"  {loc}", markup=False, highlight=False)
+    if report.in_progress:
+        term.out.print("[bold]in progress[/]:")
+        for line in report.in_progress:
+            term.out.print(f"  {line}", markup=False)
+    verdict = {"pass": "[green]store OK[/]", "warn": "[yellow]store OK, with warnings[/]",
+               "fail": "[bold red]store has problems[/]"}[report.status.value]
+    term.out.print(verdict)
+
+
+def _hm(ns: int, date: str) -> str:
+    """``HH:MM`` on ``date``; the next midnight shows as ``24:00``."""
+    from mktpred.coinbase.timestamps import format_iso_ns
+
+    iso = format_iso_ns(ns)
+    return iso[11:16] if iso[:10] == date else "24:00"

@@ -205,12 +205,11 @@ def _aggregate_sql(table: str, files: list[str]) -> str:
             f"FROM {scan('filename')} GROUP BY ALL")
 
 
-def aggregate(con: duckdb.DuckDBPyConnection, inv: Inventory,
-              progress: ProgressCallback) -> dict[str, TableStats]:
+def aggregate(con: duckdb.DuckDBPyConnection, inv: Inventory) -> dict[str, TableStats]:
     """One grouped query per table over its usable files."""
     out: dict[str, TableStats] = {}
     tables = [t for t in TABLE_SCHEMAS if inv.usable(t)]
-    for i, table in enumerate(tables):
+    for table in tables:
         files = inv.usable(table)
         stats = TableStats(table)
         paths = [str(f.path) for f in files]
@@ -224,8 +223,6 @@ def aggregate(con: duckdb.DuckDBPyConnection, inv: Inventory,
         for g in stats.groups:
             g["rel"] = by_path.get(g["filename"], g["filename"])
         out[table] = stats
-        progress(Progress("aggregate", i + 1, len(tables), rows=sum(f.rows or 0 for f in files),
-                          current=table))
     return out
 
 

@@ -51,7 +51,7 @@ def validate_store(
     con = content.connect(workers)
     try:
         groups = content.decode_and_find_duplicates(con, inv, workers=workers, progress=progress)
-        stats = content.aggregate(con, inv, progress)
+        stats = content.aggregate(con, inv)
         readable = inventory.check_readable(inv)
         if errors := content.aggregate_errors(stats):
             readable = CheckResult.from_findings("readable", errors, checked=len(inv.files), passed="")
