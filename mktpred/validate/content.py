@@ -2,9 +2,10 @@
 
 Two passes:
 
-* the *decode* pass reads every column of every file (a 64-bit hash per row), which proves each
-  file decodes and finds exact duplicate rows within a segment (equal hashes, sorted with numpy);
-  a file that fails to decode is marked unreadable and left out of everything after;
+* the *decode* pass reads every column of every file with PyArrow (verifying page checksums
+  where the writer stored them) and hashes each row with DuckDB, which proves each file decodes
+  and finds exact duplicate rows within a segment (equal 64-bit hashes, sorted with numpy); a file
+  that fails to decode is marked unreadable and left out of everything after;
 * the *aggregate* pass, one query per table grouped by file, product, connection and UTC day,
   counts nulls and bad values, and yields the time ranges the partition and coverage checks use.
 """
@@ -91,19 +92,32 @@ def _hash_expr(table: str) -> str:
 
 
 def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | None:
-    """Row hashes of one file (every column decoded), or None after marking it unreadable."""
-    if not f.schema_ok:  # wrong schema: still prove (or disprove) that it decodes
-        try:
-            pq.read_table(f.path)
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            f.error = _first_line(exc)
-        return None
+    """Row hashes of one file, or None after marking it unreadable.
+
+    PyArrow decodes every page of every column, one row group at a time (bounded memory), and
+    verifies page checksums where the writer stored them; DuckDB hashes the decoded rows.
+    """
+    hashes: list[np.ndarray] = []
     try:
-        out = con.execute(f"SELECT {_hash_expr(f.table)} AS h FROM {scan()}", [str(f.path)]).fetchnumpy()
-        return np.asarray(out["h"], dtype=np.uint64)
-    except duckdb.Error as exc:
+        schema = f.schema if f.schema is not None else pq.read_schema(f.path)
+        strings = [n for n in schema.names if pa.types.is_string(schema.field(n).type)]
+        pf = pq.ParquetFile(f.path, page_checksum_verification=True, read_dictionary=strings)
+        hash_sql = f"SELECT {_hash_expr(f.table)} AS h FROM batch" if f.schema_ok else ""
+        for i in range(pf.num_row_groups):
+            batch = pf.read_row_group(i, use_threads=False)
+            if hash_sql and batch.num_rows:
+                con.register("batch", batch)
+                hashes.append(np.asarray(con.execute(hash_sql).fetchnumpy()["h"], dtype=np.uint64))
+                con.unregister("batch")
+            del batch
+    except (OSError, pa.ArrowException, ValueError, duckdb.Error) as exc:
         f.error = _first_line(exc)
         return None
+    if not f.schema_ok:  # decodes, but the content checks do not read it
+        return None
+    if not hashes:
+        return np.empty(0, dtype=np.uint64)
+    return np.concatenate(hashes) if len(hashes) > 1 else hashes[0]
 
 
 def _decode_group(con: duckdb.DuckDBPyConnection, group: DuplicateGroup) -> DuplicateGroup:

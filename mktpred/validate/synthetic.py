@@ -3,7 +3,8 @@
 It models what ``collect`` + ``convert`` produce: connections whose frames carry one
 ``sequence_num`` counter each (heartbeats once a second, level2 / ticker / trade frames in
 between), segments rotated at UTC midnight, one file per table, date partition and segment (split
-into ``-<k>`` parts past ``max_rows_per_file``), the collector's own events, a manifest and, when
+into ``-<k>`` parts past ``max_rows_per_file`` if given; row groups of ``row_group_rows``; page
+checksums on), the collector's own events, a manifest and, when
 ``raw_dir`` is given, placeholder raw segment files the manifest points at.  Everything is
 generated with numpy and written with PyArrow, so 100M rows take minutes, not hours.
 """
@@ -45,6 +46,8 @@ class ConnSpec:
     closed: bool = True
     #: False: a reconnect within the same collector run (frames go on into the open segment)
     new_segment: bool = True
+    #: ``(from_s, to_s)`` after ``start_ns`` when the server sends nothing (not even heartbeats)
+    silent: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -79,14 +82,21 @@ def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table
     step = NS_PER_S // fps
     idx = np.arange(n, dtype=np.int64)
     t = spec.start_ns + idx * step + rng.integers(0, step // 2, n)
+    chan = rng.choice(3, size=n, p=[0.8, 0.12, 0.08])
+    chan[idx % fps == 0] = 3  # one heartbeat a second
+    prod = rng.integers(0, len(spec.products), n)
+    if spec.silent:  # the server sends nothing then (the sequence goes on without a gap)
+        keep = np.ones(n, dtype=bool)
+        for a, b in spec.silent:
+            keep &= ~((t >= spec.start_ns + int(a * NS_PER_S)) & (t < spec.start_ns + int(b * NS_PER_S)))
+        t, chan, prod = t[keep], chan[keep], prod[keep]
+        n = len(t)
+        idx = np.arange(n, dtype=np.int64)
     recv = t + 2_000_000 + rng.integers(0, 500_000, n)
     seq = idx.copy()
     for at, missing in spec.gaps:
         seq[at:] += missing
-    chan = rng.choice(3, size=n, p=[0.8, 0.12, 0.08])
-    chan[idx % fps == 0] = 3  # one heartbeat a second
     n_products = len(spec.products)
-    prod = rng.integers(0, n_products, n)
     products = np.array(spec.products)
     base = np.array([_BASE_PRICE.get(p, 100.0) for p in spec.products])
     k = spec.l2_rows_per_frame
@@ -177,7 +187,8 @@ def write_synthetic_store(
     conns: list[ConnSpec],
     *,
     raw_dir: Path | None = None,
-    max_rows_per_file: int = 1_000_000,
+    max_rows_per_file: int | None = None,
+    row_group_rows: int = 1_000_000,
     seed: int = 7,
     compression: str = "zstd",
 ) -> SyntheticStore:
@@ -216,10 +227,12 @@ def write_synthetic_store(
             for d in np.unique(tday):
                 chunk = data.filter(pa.array(tday == d))
                 date = time.strftime("%Y-%m-%d", time.gmtime(int(d) * 86_400))
-                for k, start in enumerate(range(0, chunk.num_rows, max_rows_per_file)):
+                per_file = max_rows_per_file or chunk.num_rows
+                for k, start in enumerate(range(0, chunk.num_rows, per_file)):
                     path = layout.data_file(table, date, stem, k)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(chunk.slice(start, max_rows_per_file), path, compression=compression)
+                    pq.write_table(chunk.slice(start, per_file), path, compression=compression,
+                                   row_group_size=row_group_rows, write_page_checksum=True)
                     outputs.append(path.relative_to(root).as_posix())
                     result.files.append(path)
             rows[table] = data.num_rows
