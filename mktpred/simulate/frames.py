@@ -88,14 +88,29 @@ def scaled(units: int, decimals: int) -> str:
     return "-" + text if neg and text != "0" else text
 
 
+_second_cache: list[object] = [-1, ""]
+
+
+def _fast_rfc3339(ns: int) -> str:
+    """``format_rfc3339_ns`` with the whole-second prefix cached (it changes once a second)."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    cache = _second_cache
+    if cache[0] != seconds:
+        cache[1] = format_rfc3339_ns(seconds * 1_000_000_000)[:-1]
+        cache[0] = seconds
+    if nanos == 0:
+        return f"{cache[1]}Z"
+    return f"{cache[1]}.{nanos:09d}".rstrip("0") + "Z"
+
+
 def ts_now(ns: int | None = None) -> str:
     """The frame ``timestamp`` (nanoseconds, trailing zeros trimmed)."""
-    return format_rfc3339_ns(time.time_ns() if ns is None else ns)
+    return _fast_rfc3339(time.time_ns() if ns is None else ns)
 
 
 def ts_us(ns: int) -> str:
     """``event_time`` / trade ``time``: microsecond resolution, trailing zeros trimmed."""
-    return format_rfc3339_ns(ns - ns % 1000)
+    return _fast_rfc3339(ns - ns % 1000)
 
 
 def go_time(ns: int, monotonic_s: float) -> str:

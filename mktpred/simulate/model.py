@@ -117,6 +117,16 @@ class ProductModel:
             self.trades.append(Trade(self._trade_id(), px, self.rand_size(), min(t, now_ns), side))
         self.last_price = self.trades[-1].price
         self.candle_start = now_ns // 1_000_000_000 // 300 * 300
+        self._px_text: dict[int, str] = {}
+
+    def px(self, ticks: int) -> str:
+        """A price as a decimal string (memoised: the same levels come back again and again)."""
+        text = self._px_text.get(ticks)
+        if text is None:
+            if len(self._px_text) > 200_000:
+                self._px_text.clear()
+            text = self._px_text[ticks] = scaled(ticks, self.price_decimals)
+        return text
 
     def _trade_id(self) -> int:
         self.next_trade_id += 1
@@ -267,24 +277,24 @@ class Renderer:
         return data_frame("l2_data", ts_now(), events)
 
     def l2_update(self, ev: ModelEvent) -> Frame:
-        dec = self.model.products[ev.product].price_decimals
+        px = self.model.products[ev.product].px
         et = ts_us(ev.time_ns)
-        rows = ",".join(self._level(s, et, scaled(p, dec), scaled(q, SIZE_DECIMALS)) for s, p, q in ev.changes)
+        rows = ",".join(self._level(s, et, px(p), scaled(q, SIZE_DECIMALS)) for s, p, q in ev.changes)
         return data_frame("l2_data", ts_now(),
                           f'[{{"type":"update","product_id":"{ev.product}","updates":[{rows}]}}]')
 
     # -- ticker ------------------------------------------------------------------------------------
     def _ticker_obj(self, product: str) -> str:
         pm = self.model.products[product]
-        dec = pm.price_decimals
+        px = pm.px
         bb, bq, ba, aq = pm.book.top()
         chg = (pm.last_price - pm.open_24h) / pm.open_24h * 100
         s = scaled
-        return (f'{{"type":"ticker","product_id":"{product}","price":"{s(pm.last_price, dec)}",'
-                f'"volume_24_h":"{s(pm.volume_24h, SIZE_DECIMALS)}","low_24_h":"{s(pm.low_24h, dec)}",'
-                f'"high_24_h":"{s(pm.high_24h, dec)}","low_52_w":"{s(pm.low_52w, dec)}",'
-                f'"high_52_w":"{s(pm.high_52w, dec)}","price_percent_chg_24_h":"{format_decimal(f"{chg:.14f}")}",'
-                f'"best_bid":"{s(bb or 0, dec)}","best_ask":"{s(ba or 0, dec)}",'
+        return (f'{{"type":"ticker","product_id":"{product}","price":"{px(pm.last_price)}",'
+                f'"volume_24_h":"{s(pm.volume_24h, SIZE_DECIMALS)}","low_24_h":"{px(pm.low_24h)}",'
+                f'"high_24_h":"{px(pm.high_24h)}","low_52_w":"{px(pm.low_52w)}",'
+                f'"high_52_w":"{px(pm.high_52w)}","price_percent_chg_24_h":"{format_decimal(f"{chg:.14f}")}",'
+                f'"best_bid":"{px(bb or 0)}","best_ask":"{px(ba or 0)}",'
                 f'"best_bid_quantity":"{s(bq, SIZE_DECIMALS)}","best_ask_quantity":"{s(aq, SIZE_DECIMALS)}"}}')
 
     def ticker(self, product: str, kind: str, channel: str = "ticker") -> Frame:

@@ -33,7 +33,7 @@ from mktpred.coinbase import CHANNEL_OF_SUBSCRIPTION
 from mktpred.errors import RuntimeFailure, UsageError
 from mktpred.simulate.faults import FaultEvent, FaultSpec
 from mktpred.simulate.frames import Frame, data_frame, error_frame, ts_now, ws_header
-from mktpred.simulate.sources import ModelSource, ReplaySource, Source
+from mktpred.simulate.sources import LoadSource, ModelSource, ReplaySource, Source
 
 logger = logging.getLogger("mktpred.simulate")
 
@@ -444,7 +444,8 @@ class SimulatedExchange:
     def _new_source(self, subs: dict[str, list[str]]) -> Source:
         if self.replay is not None:
             return ReplaySource(self.replay, self.speed)
-        return ModelSource(self.products, self.seed, self.depth, self.rate, subs, self._started_at)
+        cls = LoadSource if self.rate == 0 else ModelSource
+        return cls(self.products, self.seed, self.depth, self.rate, subs, self._started_at)
 
     def _run(self) -> None:
         try:

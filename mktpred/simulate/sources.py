@@ -130,6 +130,120 @@ class ModelSource:
         return out
 
 
+class LoadSource(ModelSource):
+    """``rate=0``: as fast as possible, from a pre-serialised cycle of model frames.
+
+    The cycle is :data:`CYCLE_STEPS` model steps rendered once for this connection's level2 and
+    ticker subscriptions, followed by level2 frames that put every touched level back to its size
+    at the start of the cycle (and one ticker per product), so the cycle can repeat forever and a
+    book rebuilt from the frames still matches every ticker.  At send time only ``timestamp`` (once
+    per batch) and ``sequence_num`` are filled in: a few microseconds per frame.  ``event_time``
+    inside the updates is the time the cycle was built, and there are no ``market_trades``
+    updates in this mode (trades still move the book).  Snapshots, acks and heartbeats are as in
+    the model; a new subscription first brings the model's book to where the client's view is.
+    """
+
+    CYCLE_STEPS = 4000
+    RESTORE_BATCH = 20
+
+    def __init__(self, products: list[str], seed: int, depth: int, rate: float,
+                 subscriptions: dict[str, list[str]], server_start: float) -> None:
+        super().__init__(products, seed, depth, rate, subscriptions, server_start)
+        #: (head before the timestamp, head after it, tail, channel) per cycle frame
+        self.cycle: list[tuple[bytes, bytes, bytes, str]] = []
+        #: the level changes each cycle frame carries: (product, side, price, new size)
+        self.changes: list[list[tuple[str, int, int, int]]] = []
+        self.pos = 0
+        self.built_for: object = None
+
+    def _sync(self) -> None:
+        """Apply the cycle frames already sent to the model's book and drop the cycle."""
+        for changes in self.changes[: self.pos]:
+            for product, side, px, size in changes:
+                self.model.products[product].book.set(side, px, size)
+        self.cycle, self.changes, self.pos, self.built_for = [], [], 0, None
+
+    def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
+        self._sync()
+        return super().on_subscribe(channel, products, oversize_bytes)
+
+    def _build(self) -> None:
+        from mktpred.simulate.model import ModelEvent
+
+        l2 = set(self.subs.get("level2", ()))
+        tick = set(self.subs.get("ticker", ()))
+        r = self.render
+        frames: list[tuple[Frame, list[tuple[str, int, int, int]]]] = []
+        start: dict[tuple[str, int, int], int] = {}
+        for _ in range(self.CYCLE_STEPS):
+            for ev in self.model.step(time.time_ns()):
+                if ev.kind == "l2":
+                    for side, px, _new in ev.changes:
+                        start.setdefault((ev.product, side, px), -1)
+                    if ev.product in l2:
+                        frames.append((r.l2_update(ev), [(ev.product, s, p, q) for s, p, q in ev.changes]))
+                elif ev.kind == "ticker" and ev.product in tick:
+                    frames.append((r.ticker(ev.product, "update"), []))
+        # put every touched level back (the model's book too), a batch of levels per frame
+        now = time.time_ns()
+        by_product: dict[str, list[tuple[int, int, int]]] = {}
+        for (product, side, px) in start:
+            size = self._before.get((product, side, px), 0)
+            self.model.products[product].book.set(side, px, size)
+            by_product.setdefault(product, []).append((side, px, size))
+        for product, levels in by_product.items():
+            if product in l2:
+                for i in range(0, len(levels), self.RESTORE_BATCH):
+                    batch = levels[i:i + self.RESTORE_BATCH]
+                    frames.append((r.l2_update(ModelEvent("l2", product, now, batch)),
+                                   [(product, s, p, q) for s, p, q in batch]))
+            if product in tick:
+                frames.append((r.ticker(product, "update"), []))
+        self.cycle, self.changes = [], []
+        for fr, applied in frames:
+            ts_at = fr.head.index(b'"timestamp":"') + len(b'"timestamp":"')
+            ts_end = fr.head.index(b'"', ts_at)
+            self.cycle.append((fr.head[:ts_at], fr.head[ts_end:], fr.tail or b"", fr.channel))
+            self.changes.append(applied)
+        self.pos = 0
+
+    def due(self, now: float, limit: int) -> list[Frame]:
+        out: list[Frame] = []
+        if not self.started:
+            return out
+        self._periodic(now, out)
+        key = tuple((k, tuple(v)) for k, v in sorted(self.subs.items()) if k in ("level2", "ticker"))
+        if key != self.built_for:
+            self._sync()
+            self.built_for = key
+            self._before = self._sizes()
+            self._build()
+        if not self.cycle:
+            self.t_next = now + 0.05  # nothing to stream for these subscriptions
+            return out
+        ts = ts_now().encode()
+        cycle, pos, n = self.cycle, self.pos, len(self.cycle)
+        for _ in range(limit - len(out)):
+            a, b, tail, ch = cycle[pos]
+            out.append(Frame(a + ts + b, tail, ch))
+            pos += 1
+            if pos == n:
+                pos = 0
+        self.pos = pos
+        self.t_next = now
+        return out
+
+    def _sizes(self) -> dict[tuple[str, int, int], int]:
+        """Every level's size now (the cycle restores touched levels to these)."""
+        out: dict[tuple[str, int, int], int] = {}
+        for product, pm in self.model.products.items():
+            out.update(((product, 0, px), q) for px, q in pm.book.bids.items())
+            out.update(((product, 1, px), q) for px, q in pm.book.asks.items())
+        return out
+
+    _before: dict[tuple[str, int, int], int] = {}  # noqa: RUF012 - replaced per build
+
+
 class ReplaySource:
     """Frames read from a recording, paced by their original times divided by ``speed``."""
 
