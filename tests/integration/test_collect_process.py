@@ -64,8 +64,9 @@ def test_sigterm_mid_burst_seals_everything_received_and_exits_0(tmp_path: Path)
     summary = json.loads(out)
     assert summary["stopped_by"] == "stop" and len(summary["segments"]) == 1
     recorded = _frames(raw)
-    assert len(recorded) == summary["frames"] >= 3000
+    assert len(recorded) == summary["frames"] >= 1000
     assert recorded == sent[: len(recorded)]
+    assert len(sent) > len(recorded)  # the burst was still going when the signal came
     last = json.loads(Path(summary["segments"][0]).read_bytes().split(b"\n")[-2])
     assert last["event"] == "close" and last["reason"] == "shutdown"
 

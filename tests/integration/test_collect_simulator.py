@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mktpred.collect import CollectResult, CollectSettings, OffsetClock, run_collect
+from mktpred.collect import Collector, CollectResult, CollectSettings, OffsetClock
 from mktpred.collect.clock import NS_PER_DAY, Clock
 from mktpred.simulate import SimulatedExchange, parse_fault
 
@@ -35,10 +35,11 @@ class Run:
         self.stop = threading.Event()
         self.result: CollectResult | None = None
         self.error: BaseException | None = None
+        self.collector = Collector(settings, stop=self.stop, clock=clock)
 
         def target() -> None:
             try:
-                self.result = run_collect(settings, stop=self.stop, clock=clock)
+                self.result = self.collector.run()
             except BaseException as exc:
                 self.error = exc
 
@@ -111,7 +112,7 @@ def test_normal_run_keeps_every_frame_once_in_order_byte_identical(tmp_path: Pat
     """Every frame the simulator sent is on disk once, in order, byte for byte inside `msg`."""
     with SimulatedExchange(products=list(PRODUCTS), rate=400.0, seed=3, depth=300, record_sent=True) as sim, \
             recording(sim, tmp_path) as run:
-        assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent >= 600, WAIT)
+        assert sim.wait_for(lambda s: run.collector.stats[0].frames >= 600, WAIT)
         result = run.finish()
         sent = list(sim.connections()[0].sent)
     lines = lines_of(tmp_path)

@@ -22,7 +22,9 @@ def _start(tmp_path: Path, clock: OffsetClock, capacity: int = 1 << 20) -> tuple
                                                                                 list[MktpredError]]:
     errors: list[MktpredError] = []
     buf = RecordBuffer(capacity)
-    w = WriterThread(buf, SegmentWriter(tmp_path), clock, 0.05, errors.append)
+    segments = SegmentWriter(tmp_path)
+    segments.open(clock.now_ns())  # as the collector does before starting the writer
+    w = WriterThread(buf, segments, clock, 0.05, errors.append)
     w.start()
     return buf, w, errors
 
