@@ -109,7 +109,7 @@ class SimulateConfig:
     host: str = _spec("127.0.0.1", "a host name or address", help="bind address")
     port: int = _spec(8765, "an integer 0..65535", _port, "bind port (0 = any free port)")
     products: list[str] = _spec(["BTC-USD", "ETH-USD"], "a non-empty list of product ids", bool, "products")
-    rate: float = _spec(50.0, "a number > 0", _positive, "market-model messages per second")
+    rate: float = _spec(50.0, "a number >= 0", _non_negative, "market-model messages per second (0 = as fast as possible)")
     seed: int = _spec(1, "an integer", help="random seed (reproducible streams)")
     depth: int = _spec(2000, "an integer > 0", _positive, "price levels per side in the simulated book")
 
