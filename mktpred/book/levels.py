@@ -80,11 +80,12 @@ class TopBook:
         bb, ab = self._bb, self._ab
         bfull, afull = self._bfull, self._afull
         keep, cap, need = self.band, self.band_max, self.depth
+        bpop, apop, find, add = bids.pop, asks.pop, bisect_left, insort
         for b, p, s in zip(is_bid, price, size, strict=True):
             if b:
                 if not s:
-                    if bids.pop(p, None) is not None and (bfull or p >= bb[0]):
-                        del bb[bisect_left(bb, p)]
+                    if bpop(p, None) is not None and (bfull or p >= bb[0]):
+                        del bb[find(bb, p)]
                         if not bfull and len(bb) < need:
                             self._refill_bids()
                             bfull = self._bfull
@@ -93,14 +94,14 @@ class TopBook:
                 else:
                     bids[p] = s
                     if bfull or p > bb[0]:
-                        insort(bb, p)
+                        add(bb, p)
                         if len(bb) > cap:
                             del bb[:len(bb) - keep]
                             bfull = False
             else:
                 if not s:
-                    if asks.pop(p, None) is not None and (afull or p <= ab[-1]):
-                        del ab[bisect_left(ab, p)]
+                    if apop(p, None) is not None and (afull or p <= ab[-1]):
+                        del ab[find(ab, p)]
                         if not afull and len(ab) < need:
                             self._refill_asks()
                             afull = self._afull
@@ -109,7 +110,7 @@ class TopBook:
                 else:
                     asks[p] = s
                     if afull or p < ab[-1]:
-                        insort(ab, p)
+                        add(ab, p)
                         if len(ab) > cap:
                             del ab[keep:]
                             afull = False

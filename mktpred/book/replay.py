@@ -96,12 +96,8 @@ class Replayer:
         self._conns: dict[str, _Conn] = {}
         self._active: _Conn | None = None
         self._pad = [math.nan] * depth
-        self._t: list[int] = []
-        self._c: list[str] = []
-        self._s: list[int] = []
-        self._v: list[bool] = []
-        self._x: list[bool] = []
-        self._lv: list[float] = []
+        #: emitted states: (first time, repeats, conn, seq, valid, crossed, levels row)
+        self._em: list[tuple[int, int, str, int, bool, bool, list[float]]] = []
 
     # -- input ------------------------------------------------------------------------------------
     def feed(self, batch: L2Batch) -> None:
@@ -208,7 +204,7 @@ class Replayer:
             stats.frames += 1
             cs.last_seq, cs.last_time = fseq[j], t
             if lo_t <= t < hi_t:
-                self._emit(cs, [t], fseq[j])
+                self._emit(cs, t, 1, fseq[j])
 
     def _feed_grid(self, cs: _Conn, batch: L2Batch, gap: np.ndarray) -> None:
         step = self.interval
@@ -229,34 +225,51 @@ class Replayer:
         gpl = gap.tolist()
         isb, pr, sz = batch.is_bid.tolist(), batch.price.tolist(), batch.size.tolist()
         stats = self.stats
+        lo_t, hi_t = self.lo, self.hi
+        emit_limit = self.chunk_rows
+        em = self._em
+        updates = frames = 0
         for k in range(len(heads) - 1):
             a, b = heads[k], heads[k + 1]
             g = gl[a]
-            if cs.book is not None and cs.next_grid < g:
-                self._emit_grid(cs, cs.next_grid, g)
+            book = cs.book
+            if book is not None:
+                ng = cs.next_grid
+                if ng < g:
+                    if g - ng == step and lo_t <= ng < hi_t:  # the common case: one grid point
+                        em.append((ng, 1, cs.name, cs.last_seq, cs.valid, *self._row(book)))
+                        if len(em) >= emit_limit:
+                            self._flush()
+                    else:
+                        self._emit_grid(cs, ng, g)
+                    cs.next_grid = g
             first = st[a]
             if snl[a]:
                 self._snapshot(cs, batch, st[a], st[a + 1], ftl[a])
+                book = cs.book
                 first = st[a + 1]
-                stats.frames += 1
+                frames += 1
                 if cs.next_grid == _FAR:
                     cs.next_grid = g
                 a += 1
-            elif cs.book is None:
+            elif book is None:
                 stats.before_snapshot += b - a
                 cs.last_seq, cs.last_time = fseq[b - 1], ftl[b - 1]
                 continue
             elif gpl[a]:
                 self._invalidate(cs, ftl[a])
             if b > a:
-                book = cs.book
                 assert book is not None
                 last = st[b]
                 book.apply(isb[first:last], pr[first:last], sz[first:last])
-                stats.updates += last - first
-                stats.frames += b - a
-            cs.next_grid = max(cs.next_grid, g)
-            cs.last_seq, cs.last_time = fseq[b - 1], ftl[b - 1]
+                updates += last - first
+                frames += b - a
+            if g > cs.next_grid:
+                cs.next_grid = g
+            cs.last_seq = fseq[b - 1]
+        cs.last_time = ftl[-1]
+        stats.updates += updates
+        stats.frames += frames
 
     def _emit_grid(self, cs: _Conn, g0: int, g1: int) -> None:
         """Emit the current state at grid points ``g0, g0 + step, ... < g1`` inside the range."""
@@ -267,44 +280,54 @@ class Replayer:
             lo = g0 + -((g0 - lo) // step) * step
         hi = min(g1, self.hi)
         if lo < hi:
-            self._emit(cs, list(range(lo, hi, step)), cs.last_seq)
+            self._emit(cs, lo, (hi - lo + step - 1) // step, cs.last_seq)
         cs.next_grid = g0 + -((g0 - g1) // step) * step if g1 > g0 else g0
 
-    def _emit(self, cs: _Conn, times: list[int], seq: int) -> None:
-        book = cs.book
-        assert book is not None
+    def _row(self, book: TopBook) -> tuple[bool, list[float]]:
+        """``(crossed, levels row)`` of the book's current top ``depth``, padded with NaN."""
         n = self.depth
         bp, bs, ap, asz = book.top(n)
         crossed = bool(bp) and bool(ap) and bp[0] >= ap[0]
-        row = bp + bs + ap + asz
         if len(bp) < n or len(ap) < n:
             pad = self._pad
-            row = bp + pad[len(bp):] + bs + pad[len(bs):] + ap + pad[len(ap):] + asz + pad[len(asz):]
-        k = len(times)
-        self._t.extend(times)
-        self._c.extend([cs.name] * k)
-        self._s.extend([seq] * k)
-        self._v.extend([cs.valid] * k)
-        self._x.extend([crossed] * k)
-        self._lv.extend(row * k if k > 1 else row)
-        st = self.stats
-        st.rows += k
-        if not cs.valid:
-            st.invalid_rows += k
-        if crossed:
-            st.crossed_rows += k
-            if st.first_crossed is None:
-                st.first_crossed = times[0]
-        if len(self._t) >= self.chunk_rows:
+            return crossed, bp + pad[len(bp):] + bs + pad[len(bs):] + ap + pad[len(ap):] + asz + pad[len(asz):]
+        return crossed, bp + bs + ap + asz
+
+    def _emit(self, cs: _Conn, t: int, repeats: int, seq: int) -> None:
+        """The current state at ``t`` (and ``repeats - 1`` further grid points)."""
+        assert cs.book is not None
+        self._em.append((t, repeats, cs.name, seq, cs.valid, *self._row(cs.book)))
+        if len(self._em) >= self.chunk_rows:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._t:
+        if not self._em:
             return
-        n = len(self._t)
+        em = self._em.copy()
+        self._em.clear()  # in place: the replay loop holds a reference to the list
+        reps = np.fromiter((e[1] for e in em), np.int64, len(em))
+        n = int(reps.sum())
+        first = np.fromiter((e[0] for e in em), np.int64, len(em))
+        if n == len(em):
+            times = first
+        else:
+            step = self.interval or 0
+            start = np.repeat(np.cumsum(reps) - reps, reps)
+            times = np.repeat(first, reps) + (np.arange(n) - start) * step
+        valid = np.repeat(np.fromiter((e[4] for e in em), bool, len(em)), reps)
+        crossed = np.repeat(np.fromiter((e[5] for e in em), bool, len(em)), reps)
+        levels = np.array([e[6] for e in em], np.float64).reshape(len(em), 4 * self.depth)
         chunk = BookChunk(
-            self.product, self.depth, np.array(self._t, np.int64), self._c, np.array(self._s, np.int64),
-            np.array(self._v, bool), np.array(self._x, bool),
-            np.array(self._lv, np.float64).reshape(n, 4 * self.depth))
-        self._t, self._c, self._s, self._v, self._x, self._lv = [], [], [], [], [], []
+            self.product, self.depth, times,
+            [e[2] for e in em for _ in range(e[1])] if n != len(em) else [e[2] for e in em],
+            np.repeat(np.fromiter((e[3] for e in em), np.int64, len(em)), reps), valid, crossed,
+            np.repeat(levels, reps, axis=0) if n != len(em) else levels)
+        st = self.stats
+        st.rows += n
+        st.invalid_rows += int((~valid).sum())
+        nx = int(crossed.sum())
+        if nx:
+            st.crossed_rows += nx
+            if st.first_crossed is None:
+                st.first_crossed = int(times[np.argmax(crossed)])
         self.sink(chunk)
