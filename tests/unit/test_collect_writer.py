@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,10 @@ def test_idle_writer_rotates_when_the_clock_passes_midnight(tmp_path: Path) -> N
     buf, w, errors = _start(tmp_path, clock)
     ns = clock.now_ns()
     buf.put(ns, _line(ns, 0))
-    done = threading.Event()
-    while not done.wait(0.02):
-        if any(not p.name.endswith(".part") for p in tmp_path.glob("coinbase_*")):
-            done.set()
+    deadline = time.monotonic() + 30
+    while not any(not p.name.endswith(".part") for p in tmp_path.glob("coinbase_*")):
+        assert time.monotonic() < deadline, "no segment was sealed at midnight"
+        time.sleep(0.02)
     buf.close()
     w.join(30)
     assert errors == [] and w.stats.rotations == 1
