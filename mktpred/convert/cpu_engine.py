@@ -77,6 +77,13 @@ def _fld(rows: pa.StructArray, name: str) -> pa.Array:
     return pc.struct_field(rows, name)
 
 
+def _own(arr: pa.Array) -> pa.Array:
+    """A copy of ``arr`` in Arrow's own memory.  A column that still points into a record batch
+    DuckDB exported keeps the *whole* batch (every nested level2 update) alive while it waits to
+    be written, which made memory grow with the input."""
+    return pa.concat_arrays([arr, arr.slice(0, 0)])
+
+
 def _f64(arr: pa.Array) -> pa.Array:
     return pc.cast(arr, pa.float64())
 
@@ -107,6 +114,7 @@ class CpuEngine(ConversionEngine):
 
     def __init__(self, threads: int = 0) -> None:
         self.con = duckdb.connect(config={"preserve_insertion_order": True})
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
 
@@ -207,20 +215,21 @@ class CpuEngine(ConversionEngine):
                 }
                 out["l2"] = pa.Table.from_pydict(cols, schema=L2)
             elif table == "ticker":
-                cols = {**common, "product_id": _fld(rows, "product_id"), "is_snapshot": is_snap}
+                cols = {**common, "product_id": _own(_fld(rows, "product_id")), "is_snapshot": is_snap}
                 for col, key2 in _TICKER_MAP.items():
                     cols[col] = _f64(_fld(rows, key2))
                 out["ticker"] = pa.Table.from_pydict(cols, schema=TICKER)
             else:
-                cols = {**common, "product_id": _fld(rows, "product_id"), "is_snapshot": is_snap,
-                        "trade_id": _fld(rows, "trade_id"), "side": _fld(rows, "side"),
+                cols = {**common, "product_id": _own(_fld(rows, "product_id")), "is_snapshot": is_snap,
+                        "trade_id": _own(_fld(rows, "trade_id")), "side": _own(_fld(rows, "side")),
                         "price": _f64(_fld(rows, "price")), "size": _f64(_fld(rows, "size")),
                         "trade_time": _ts_us(_fld(rows, "time"))}
                 out["trades"] = pa.Table.from_pydict(cols, schema=TRADES)
 
         n_events = pc.cast(pc.fill_null(pc.list_value_length(events), 0), pa.int32())
         msgs = pa.Table.from_pydict({
-            "recv_time": recv, "time": time, "conn": conn, "seq": seq, "channel": channel,
+            "recv_time": _own(recv), "time": time, "conn": _own(conn), "seq": _own(seq),
+            "channel": _own(channel),
             "n_events": n_events, "n_rows": pa.array(counts.astype(np.int32)),
         }, schema=MESSAGES)
         if ok_frame is not None:

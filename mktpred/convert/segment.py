@@ -16,11 +16,14 @@ by :meth:`mktpred.store.writer.PartitionedWriter.commit` at the very end.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -50,6 +53,64 @@ from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
 
 BytesCallback = Callable[[int], None]
+T = TypeVar("T")
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    The engine parses the next batch while the caller writes the previous one (both release the
+    GIL).  Exceptions reach the consumer; if the consumer stops early, the producer is closed.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed over to the consumer
+            q.put(_Raised(exc))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        q.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="mktpred-engine", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class _Fallback(Exception):
@@ -128,7 +189,7 @@ class SegmentConverter:
         with ThreadPoolExecutor(1, thread_name_prefix="mktpred-hash") as pool:
             counted = pool.submit(hash_and_count, self.seg)
             try:
-                for batch in self.engine.convert_file(self.seg.path):
+                for batch in prefetch(self.engine.convert_file(self.seg.path)):
                     check_tables(batch.tables)
                     self.sink.tables(batch.tables)
                     specials.extend((base + i + 1, kind) for i, kind in batch.special)

@@ -223,3 +223,20 @@ def _open_write(path: Path) -> BinaryIO:
 
         return zstandard.open(path, "wb")
     return open(path, "wb")
+
+
+BENCH_STEM = "coinbase_20260809T210548Z"
+
+
+def ensure_segment(out_dir: Path, gb: float, *, seed: int = 1, bare: bool = False,
+                   snapshot_levels: int = 20_000) -> Path:
+    """``out_dir/<BENCH_STEM>.jsonl`` of about ``gb`` GB, generated unless an identical one exists."""
+    path = out_dir / f"{BENCH_STEM}.jsonl"
+    stamp = out_dir / ".synth"
+    key = f"gb={gb} seed={seed} bare={bare} levels={snapshot_levels}"
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return path
+    spec = SynthSpec(seed=seed, wrapped=not bare, snapshot_levels=snapshot_levels)
+    write_segment(path, spec, target_bytes=int(gb * 1e9))
+    stamp.write_text(key)
+    return path

@@ -5,7 +5,7 @@ by the UTC date of its ``time`` column (falling back to ``recv_time`` where ``ti
 Files are written under ``<name>.tmp`` and renamed into place by :meth:`PartitionedWriter.commit`,
 which also removes files an earlier conversion of the same source left in other partitions; until
 then a reader sees the previous state, never half a file.  Memory is bounded: rows are flushed as a
-row group once ``row_group_rows`` are pending for a file.  Rows keep the order they were given in.
+row group once ``row_group_rows`` rows or ``row_group_bytes`` bytes are pending for a file.  Rows keep the order they were given in.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def _days(table: pa.Table, columns: tuple[str, ...]) -> pa.Array:
     return pc.divide(shifted, NS_PER_DAY)
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Dictionary-encode strings and booleans only: on timestamps and prices it costs a third more
+    time and a quarter more space (measured on level2 rows)."""
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_boolean(f.type)]
+
+
 @dataclass
 class _OpenFile:
     final: Path
@@ -72,6 +78,7 @@ class _OpenFile:
     writer: pq.ParquetWriter | None = None
     pending: list[pa.Table] = field(default_factory=list)
     pending_rows: int = 0
+    pending_bytes: int = 0
     rows: int = 0
 
 
@@ -79,13 +86,14 @@ class PartitionedWriter:
     """Writes one source's rows into the date partitions of a store (see the module docstring)."""
 
     def __init__(self, root: Path, stem: str, *, compression: str = "zstd", compression_level: int | None = 3,
-                 row_group_rows: int = 1_000_000, schemas: dict[str, pa.Schema] | None = None,
+                 row_group_rows: int = 1_000_000, row_group_bytes: int = 64 * 2**20, schemas: dict[str, pa.Schema] | None = None,
                  date_columns: tuple[str, ...] = DATE_COLUMNS) -> None:
         self.layout = StoreLayout(root)
         self.stem = stem
         self.compression = None if compression == "none" else compression
         self.level = compression_level if self.compression in ("zstd", "gzip", "brotli") else None
         self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
         self.schemas = schemas if schemas is not None else TABLE_SCHEMAS
         self.date_columns = date_columns
         self._files: dict[tuple[str, str], _OpenFile] = {}
@@ -118,9 +126,10 @@ class PartitionedWriter:
             self._files[key] = f
         f.pending.append(data)
         f.pending_rows += data.num_rows
+        f.pending_bytes += data.nbytes
         f.rows += data.num_rows
         self.rows[table] = self.rows.get(table, 0) + data.num_rows
-        if f.pending_rows >= self.row_group_rows:
+        if f.pending_rows >= self.row_group_rows or f.pending_bytes >= self.row_group_bytes:
             self._flush(f)
 
     def _flush(self, f: _OpenFile) -> None:
@@ -130,7 +139,8 @@ class PartitionedWriter:
             if f.writer is None:
                 f.tmp.parent.mkdir(parents=True, exist_ok=True)
                 f.writer = pq.ParquetWriter(f.tmp, f.schema, compression=self.compression,
-                                            compression_level=self.level)
+                                            compression_level=self.level,
+                                            use_dictionary=_dictionary_columns(f.schema))
             data = pa.concat_tables(f.pending) if len(f.pending) > 1 else f.pending[0]
             f.writer.write_table(data, row_group_size=max(self.row_group_rows, data.num_rows))
         except OSError as exc:
@@ -138,6 +148,7 @@ class PartitionedWriter:
                 from None
         f.pending.clear()
         f.pending_rows = 0
+        f.pending_bytes = 0
 
     # -- finishing -------------------------------------------------------------------------------
     def commit(self) -> list[str]:
