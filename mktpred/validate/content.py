@@ -40,7 +40,9 @@ SIZE_COLUMNS: dict[str, tuple[str, ...]] = {
     "l2": ("size",), "trades": ("size",), "ticker": ("volume_24h", "best_bid_size", "best_ask_size"),
 }
 SIDE_COLUMNS: dict[str, tuple[str, ...]] = {"l2": ("side",), "trades": ("side",)}
-SIDES = ("bid", "ask")
+#: allowed ``side`` values per table.  DESIGN.md says bid/ask; ``convert`` writes trades' side as
+#: Coinbase sends it (BUY/SELL, the maker's side) until the contract settles which it is.
+SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL")}
 DATA_TABLES = ("l2", "ticker", "trades")
 
 
@@ -48,17 +50,18 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _bad_price(col: str) -> str:
+def _bad_price(col: str, table: str = "") -> str:
     # NaN compares greater than everything in DuckDB, hence isfinite
     return f"({_q(col)} IS NOT NULL AND NOT ({_q(col)} > 0 AND isfinite({_q(col)})))"
 
 
-def _bad_size(col: str) -> str:
+def _bad_size(col: str, table: str = "") -> str:
     return f"({_q(col)} IS NOT NULL AND NOT ({_q(col)} >= 0 AND isfinite({_q(col)})))"
 
 
-def _bad_side(col: str) -> str:
-    return f"({_q(col)} IS NOT NULL AND {_q(col)} NOT IN ('bid', 'ask'))"
+def _bad_side(col: str, table: str) -> str:
+    allowed = ", ".join(f"'{v}'" for v in SIDES[table])
+    return f"({_q(col)} IS NOT NULL AND {_q(col)} NOT IN ({allowed}))"
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -87,8 +90,19 @@ class DuplicateGroup:
     example: str = ""
 
 
+#: rows left out of the exact-duplicate search, per table.  An ``l2_data`` event may update the
+#: same level more than once (the order decides), so identical l2 rows inside one frame are
+#: legitimate; a frame written twice is caught by the ``rows`` check (messages.n_rows) instead.
+DUPLICATE_SCOPE: dict[str, str] = {"l2": "conn IS NULL OR seq IS NULL"}
+
+
 def _hash_expr(table: str) -> str:
     return "hash(" + ", ".join(_q(c) for c in TABLE_SCHEMAS[table].names) + ")"
+
+
+def _scope(table: str) -> str:
+    where = DUPLICATE_SCOPE.get(table)
+    return f" AND ({where})" if where else ""
 
 
 def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | None:
@@ -102,7 +116,8 @@ def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | No
         schema = f.schema if f.schema is not None else pq.read_schema(f.path)
         strings = [n for n in schema.names if pa.types.is_string(schema.field(n).type)]
         pf = pq.ParquetFile(f.path, page_checksum_verification=True, read_dictionary=strings)
-        hash_sql = f"SELECT {_hash_expr(f.table)} AS h FROM batch" if f.schema_ok else ""
+        hash_sql = f"SELECT {_hash_expr(f.table)} AS h FROM batch WHERE true{_scope(f.table)}" \
+            if f.schema_ok else ""
         for i in range(pf.num_row_groups):
             batch = pf.read_row_group(i, use_threads=False)
             if hash_sql and batch.num_rows:
@@ -141,7 +156,7 @@ def _duplicate_example(con: duckdb.DuckDBPyConnection, group: DuplicateGroup, ha
     rows = con.execute(
         f"SELECT filename, file_row_number, epoch_ns(time) {', ' + key if key else ''} "
         f"FROM {scan('filename', 'file_row_number')} WHERE {_hash_expr(group.table)} "
-        f"IN (SELECT unnest(?::UBIGINT[])) ORDER BY 1, 2 LIMIT 6",
+        f"IN (SELECT unnest(?::UBIGINT[])){_scope(group.table)} ORDER BY 1, 2 LIMIT 6",
         [files, [int(h) for h in hashes]]).fetchall()
     by_name = {str(f.path): f.rel for f in group.files}
     parts = [f"{by_name.get(r[0], r[0])} row {r[1]}" for r in rows[:2]]
@@ -206,6 +221,9 @@ def _aggregate_sql(table: str, files: list[str]) -> str:
     cols = TABLE_SCHEMAS[table].names
     keys = ["filename"] + (["product_id"] if "product_id" in cols else []) + ["conn"]
     aggs = ["count(*) AS n", "min(epoch_ns(time)) AS t_min", "max(epoch_ns(time)) AS t_max"]
+    if table == "messages":  # rows the frames say they carried, per channel (the rows check)
+        keys.append("channel")
+        aggs.append("sum(n_rows) AS frame_rows")
     for c in REQUIRED_COLUMNS.get(table, ()):
         aggs.append(f"count(*) FILTER (WHERE {_q(c)} IS NULL) AS {_q('null:' + c)}")
     for c in PRICE_COLUMNS.get(table, ()):
@@ -213,7 +231,7 @@ def _aggregate_sql(table: str, files: list[str]) -> str:
     for c in SIZE_COLUMNS.get(table, ()):
         aggs.append(f"count(*) FILTER (WHERE {_bad_size(c)}) AS {_q('size:' + c)}")
     for c in SIDE_COLUMNS.get(table, ()):
-        aggs.append(f"count(*) FILTER (WHERE {_bad_side(c)}) AS {_q('side:' + c)}")
+        aggs.append(f"count(*) FILTER (WHERE {_bad_side(c, table)}) AS {_q('side:' + c)}")
     key_sql = ", ".join(keys)
     return (f"SELECT {key_sql}, epoch_ns(time) // {NS_PER_DAY} AS day, {', '.join(aggs)} "
             f"FROM {scan('filename')} GROUP BY ALL")
@@ -272,7 +290,7 @@ def check_partitions(inv: Inventory, stats: dict[str, TableStats]) -> CheckResul
 
 def _column_check(name: str, prefix: str, what: str, con: duckdb.DuckDBPyConnection,
                   stats: dict[str, TableStats], inv: Inventory, passed: str,
-                  condition: Callable[[str], str]) -> CheckResult:
+                  condition: Callable[[str, str], str]) -> CheckResult:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     checked = 0
     for ts in stats.values():
@@ -281,12 +299,12 @@ def _column_check(name: str, prefix: str, what: str, con: duckdb.DuckDBPyConnect
             for key, value in g.items():
                 if key.startswith(prefix) and value:
                     counts[(g["rel"], key[len(prefix):])] += value
-    path_of = {f.rel: str(f.path) for f in inv.files}
+    by_rel = {f.rel: f for f in inv.files}
     findings: list[Finding] = []
     for (rel, col), n in sorted(counts.items()):
         example = con.execute(
             f"SELECT file_row_number, {_q(col)} FROM {scan('file_row_number')} "
-            f"WHERE {condition(col)} ORDER BY 1 LIMIT 3", [path_of[rel]]).fetchall()
+            f"WHERE {condition(col, by_rel[rel].table)} ORDER BY 1 LIMIT 3", [str(by_rel[rel].path)]).fetchall()
         rows = ", ".join(f"row {r}" + ("" if v is None else f" = {v!r}") for r, v in example)
         findings.append(Finding(rel, f"{n:,} rows with {col} {what} ({rows})", count=n))
     return CheckResult.from_findings(name, findings, checked=checked, passed=passed)
@@ -295,7 +313,7 @@ def _column_check(name: str, prefix: str, what: str, con: duckdb.DuckDBPyConnect
 def check_nulls(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], inv: Inventory) -> CheckResult:
     """Required columns have no nulls."""
     return _column_check("nulls", "null:", "null", con, stats, inv,
-                         "no nulls in required columns", lambda c: f"{_q(c)} IS NULL")
+                         "no nulls in required columns", lambda c, _: f"{_q(c)} IS NULL")
 
 
 def check_prices(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], inv: Inventory) -> CheckResult:
@@ -311,9 +329,9 @@ def check_sizes(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], in
 
 
 def check_sides(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], inv: Inventory) -> CheckResult:
-    """``side`` is ``bid`` or ``ask``."""
-    return _column_check("sides", "side:", "not bid/ask", con, stats, inv,
-                         "every side is bid or ask", _bad_side)
+    """``side`` is ``bid`` or ``ask`` (see :data:`SIDES` for trades)."""
+    return _column_check("sides", "side:", "not an allowed side", con, stats, inv,
+                         "every side is bid or ask (trades: also BUY/SELL)", _bad_side)
 
 
 def aggregate_errors(stats: dict[str, TableStats]) -> list[Finding]:

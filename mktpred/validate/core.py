@@ -62,7 +62,7 @@ def validate_store(
             readable,
             inventory.check_schema(inv),
             outputs,
-            manifest_checks.check_rows(inv, manifest),
+            manifest_checks.check_rows(inv, manifest, stats),
             inventory.check_stray(inv),
             content.check_partitions(inv, stats),
             content.check_nulls(con, stats, inv),

@@ -1,5 +1,6 @@
 """The store against its manifest: every listed output exists, every file is listed, and the rows
-per table and segment are what ``convert`` recorded (row counts come from the Parquet footers)."""
+per table and segment are what ``convert`` recorded and what the frames in ``messages`` carried
+(row counts come from the Parquet footers)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from mktpred.store.manifest import Manifest
-from mktpred.validate.inventory import Inventory
+from mktpred.validate.content import TableStats
+from mktpred.validate.inventory import DataFile, Inventory
 from mktpred.validate.report import CheckResult, Finding
 
 
@@ -47,16 +49,22 @@ def check_outputs(inv: Inventory, manifest: Manifest) -> CheckResult:
         passed=f"{len(manifest.entries)} sources, {n_outputs} outputs, all present and listed")
 
 
-def check_rows(inv: Inventory, manifest: Manifest) -> CheckResult:
-    """Rows per table and segment (Parquet footers) equal the manifest's.
+#: which frames (``messages.channel``) carry the rows of which table
+CHANNEL_TABLE = {"l2_data": "l2", "ticker": "ticker", "ticker_batch": "ticker", "market_trades": "trades"}
 
-    A (segment, table) with a missing or unreadable output is skipped: that is reported by the
-    ``manifest_outputs`` / ``readable`` checks, and counting what is left would only repeat it.
+
+def check_rows(inv: Inventory, manifest: Manifest, stats: dict[str, TableStats]) -> CheckResult:
+    """Rows per table and segment (Parquet footers) equal what the manifest recorded, and what the
+    segment's frames say they carried (``messages.n_rows``, summed per channel).
+
+    A (segment, table) with a missing or unreadable file is skipped: the ``manifest_outputs`` /
+    ``readable`` checks report that, and counting what is left would only repeat it.
     """
     by_rel = {f.rel: f for f in inv.files}
     findings: list[Finding] = []
-    checked = 0
-    skipped = 0
+    checked = skipped = 0
+    missing = {(src, out.split("/", 1)[0]) for src, e in manifest.entries.items() for out in e.outputs
+               if out not in by_rel}
     for src, entry in sorted(manifest.entries.items()):
         outputs: dict[str, list[str]] = defaultdict(list)
         for out in entry.outputs:
@@ -74,7 +82,32 @@ def check_rows(inv: Inventory, manifest: Manifest) -> CheckResult:
                 findings.append(Finding(
                     where, f"{have:,} {table} rows, the manifest recorded {want:,} for "
                            f"{_source_name(src)} ({have - want:+,})", count=abs(have - want)))
-    note = f" ({skipped} skipped: output missing or unreadable)" if skipped else ""
+
+    # the frames' own count, per segment (independent of the manifest)
+    said: dict[tuple[str, str], int] = defaultdict(int)
+    for g in stats.get("messages", TableStats("messages")).groups:
+        target = CHANNEL_TABLE.get(g.get("channel") or "")
+        if target is not None:
+            said[(by_rel[g["rel"]].segment, target)] += int(g["frame_rows"] or 0)
+    segment_files: dict[tuple[str, str], list[DataFile]] = defaultdict(list)
+    for f in inv.files:
+        segment_files[(f.segment, f.table)].append(f)
+    for segment in sorted({seg for seg, _ in segment_files if (seg, "messages") in segment_files}):
+        if (segment, "messages") in missing or not all(f.usable for f in segment_files[(segment, "messages")]):
+            continue
+        for table in sorted(set(CHANNEL_TABLE.values())):
+            seg_files = segment_files.get((segment, table), [])
+            if (segment, table) in missing or not all(f.usable for f in seg_files):
+                continue
+            have = sum(f.rows or 0 for f in seg_files)
+            want = said.get((segment, table), 0)
+            checked += 1
+            if have != want:
+                where = ", ".join(f.rel for f in seg_files) or f"{table}/"
+                findings.append(Finding(
+                    where, f"{have:,} {table} rows, the frames of {_source_name(segment)} in messages carried "
+                           f"{want:,} ({have - want:+,})", count=abs(have - want)))
+    note = f" ({skipped} skipped: a file missing or unreadable)" if skipped else ""
     return CheckResult.from_findings(
-        "manifest_rows", findings, checked=checked,
-        passed=f"{checked} segment tables match the manifest{note}")
+        "rows", findings, checked=checked,
+        passed=f"{checked} segment tables match the manifest and the frames' n_rows{note}")

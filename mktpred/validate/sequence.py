@@ -75,7 +75,7 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
                                          _is_known(known, conn, ps + 1, seq - 1)), f))
             elif ps is not None and seq == ps:
                 n_dups += 1
-                findings.append(Finding(f"messages {rel.get(f, f)}",
+                findings.append(Finding(rel.get(f, f),
                                         f"conn {conn}: seq {seq} received twice (at {_iso(t)})"))
 
     # with reversals, judge gaps on the sorted set and duplicates by counting
@@ -96,17 +96,17 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
                 "WHERE conn IN (SELECT unnest(?::VARCHAR[])) AND seq IS NOT NULL "
                 "GROUP BY conn, seq HAVING count(*) > 1 ORDER BY conn, seq", [frames.files, tangled]).fetchall():
             n_dups += n - 1
-            findings.append(Finding(f"messages {rel.get(f, f)}",
+            findings.append(Finding(rel.get(f, f),
                                     f"conn {conn}: seq {seq} received {n} times (at {_iso(t)})", count=n - 1))
         for conn, seq, ps, t, f in con.execute(
                 "SELECT conn, seq, ps, t, filename FROM frame_exceptions WHERE seq < ps "
                 "AND conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, t", [tangled]).fetchall():
-            findings.append(Finding(f"messages {rel.get(f, f)}",
+            findings.append(Finding(rel.get(f, f),
                                     f"conn {conn}: seq {seq} received after {ps} (reversal at {_iso(t)})"))
 
     n_rev = sum(c.reversals for c in conns)
     for gap, f in gaps:
-        findings.append(Finding(f"messages {rel.get(f, f)}", gap.text(),
+        findings.append(Finding(rel.get(f, f), gap.text(),
                                 Status.WARN if gap.known else Status.FAIL, count=gap.missing))
     n_unknown = sum(1 for g, _ in gaps if not g.known)
     n_known = len(gaps) - n_unknown

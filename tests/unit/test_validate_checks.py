@@ -19,7 +19,7 @@ from mktpred.validate.synthetic import NS_PER_S, ConnSpec, SyntheticStore, write
 
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
 D1, D2 = "2025-11-21", "2025-11-22"
-ALL_CHECKS = {"readable", "schema", "manifest_outputs", "manifest_rows", "stray_files", "partitions", "nulls",
+ALL_CHECKS = {"readable", "schema", "manifest_outputs", "rows", "stray_files", "partitions", "nulls",
               "prices", "sizes", "sides", "duplicates", "sequence", "coverage", "heartbeats",
               "raw_converted", "raw_in_progress"}
 
@@ -162,8 +162,8 @@ def test_dropped_rows(store: SyntheticStore) -> None:
     victim = data_file(store, "l2", D2)
     rewrite(victim, lambda t: t.slice(0, t.num_rows - 5))
     report = run(store)
-    assert failing(report) == {"manifest_rows"}
-    loc = report.check("manifest_rows").locations[0]
+    assert failing(report) == {"rows"}
+    loc = report.check("rows").locations[0]
     assert rel(store, victim) in loc and "(-5)" in loc
 
 
@@ -240,7 +240,7 @@ def test_unconverted_raw_segment(store: SyntheticStore) -> None:
 
 def test_duplicate_row(store: SyntheticStore) -> None:
     """A row overwritten by a copy of its neighbour fails duplicates alone, naming rows."""
-    victim = data_file(store, "l2", D2)
+    victim = data_file(store, "ticker", D2)
 
     def dup(t: pa.Table) -> pa.Table:
         return pa.concat_tables([t.slice(0, 21), t.slice(20, 1), t.slice(22)])
@@ -249,7 +249,36 @@ def test_duplicate_row(store: SyntheticStore) -> None:
     report = run(store)
     assert failing(report) == {"duplicates"}
     loc = report.check("duplicates").locations[0]
-    assert rel(store, victim) in loc and "1 exact duplicate l2 rows" in loc and "row 20 = " in loc
+    assert rel(store, victim) in loc and "1 exact duplicate ticker rows" in loc and "row 20 = " in loc
+
+
+def test_repeated_level_update_within_a_frame_is_not_a_duplicate(store: SyntheticStore) -> None:
+    """Identical l2 rows inside one frame are legitimate (a level updated twice in one event)."""
+    victim = data_file(store, "l2", D2)
+    table = pq.read_table(victim)
+    same_frame = next(i for i in range(1, 40) if table.column("seq")[i] == table.column("seq")[i - 1])
+    rewrite(victim, lambda t: pa.concat_tables([t.slice(0, same_frame), t.slice(same_frame - 1, 1),
+                                                t.slice(same_frame + 1)]))
+    assert run(store).ok
+
+
+def test_frame_written_twice_fails_rows(store: SyntheticStore) -> None:
+    """An l2 frame's rows written twice (manifest updated to match) disagree with messages.n_rows."""
+    victim = data_file(store, "l2", D2)
+    table = pq.read_table(victim)
+    seq = table.column("seq")[0]
+    block = table.filter(pc.equal(table.column("seq"), seq))
+    rewrite(victim, lambda t: pa.concat_tables([block, t]))
+    manifest = json.loads((store.root / "_manifest.json").read_text())
+    for entry in manifest["sources"].values():
+        if rel(store, victim) in entry["outputs"]:
+            entry["rows"]["l2"] += block.num_rows
+    (store.root / "_manifest.json").write_text(json.dumps(manifest))
+    report = run(store)
+    assert failing(report) == {"rows"}
+    assert report.check("rows").locations == [
+        f"{rel(store, victim)}: {table.num_rows + block.num_rows:,} l2 rows, the frames of "
+        f"{victim.stem}.jsonl in messages carried {table.num_rows:,} (+{block.num_rows})"]
 
 
 def test_reversed_frames(store: SyntheticStore) -> None:
@@ -429,8 +458,8 @@ def test_changed_raw_segment_fails(store: SyntheticStore) -> None:
 def test_parts_of_one_segment_are_checked_together(tmp_path: Path) -> None:
     """Files split into -k parts are one segment: rows and duplicates are judged across parts."""
     store = write_synthetic_store(tmp_path / "parquet", clean_conns(), raw_dir=tmp_path / "raw",
-                                  max_rows_per_file=1000)
-    parts = sorted((store.root / "l2" / f"date={D2}").glob("*-1.parquet"))
+                                  max_rows_per_file=50)
+    parts = sorted((store.root / "ticker" / f"date={D2}").glob("*-1.parquet"))
     assert parts
     report = run(store)
     assert report.ok and report.check("duplicates").status is Status.PASS
