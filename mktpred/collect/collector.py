@@ -4,6 +4,7 @@ status snapshots and run result it hands to the CLI."""
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ class Collector:
         stopped_by = "stop"
         deadline = None if s.duration_s is None else self._start_mono + s.duration_s
         try:
-            next_status = self.clock.monotonic() + status_every_s
+            next_status = self.clock.monotonic() + status_every_s if on_status else math.inf
             while not self.stop.is_set():
                 now = self.clock.monotonic()
                 if deadline is not None and now >= deadline:
