@@ -50,7 +50,8 @@ def validate_command(
         _render(term, report)
     if not report.ok:
         names = ", ".join(c.name for c in report.failed)
-        raise ValidationFailed(f"{len(report.failed)} checks failed: {names}", where=report.store)
+        n = len(report.failed)
+        raise ValidationFailed(f"{n} check{'s' if n > 1 else ''} failed: {names}", where=report.store)
 
 
 def _render(term: Terminal, report: ValidationReport) -> None:
