@@ -287,8 +287,11 @@ class SegmentConverter:
 
 def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *, chunk_bytes: int,
                 compression: str, compression_level: int, row_group_rows: int, staging_root: Path,
-                csv_dir: Path | None = None, on_bytes: BytesCallback | None = None) -> SegmentResult:
-    """Convert ``segment`` into the store with ``engine`` (outputs committed on success)."""
+                csv_dir: Path | None = None, on_bytes: BytesCallback | None = None,
+                allow_direct: bool = True) -> SegmentResult:
+    """Convert ``segment`` into the store with ``engine`` (outputs committed on success).
+
+    ``allow_direct=False`` always takes the chunked path (tests use it to compare the paths)."""
     t0 = time.perf_counter()
     writer = PartitionedWriter(store_root, segment.stem, compression=compression,
                                compression_level=compression_level, row_group_rows=row_group_rows)
@@ -302,7 +305,8 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
     try:
         sink = _Sink(writer, quarantine)
         conv = SegmentConverter(segment, engine, sink, staging, chunk_bytes, on_bytes)
-        direct = not segment.partial and (segment.compression is None or engine.reads_compressed)
+        direct = allow_direct and not segment.partial and (
+            segment.compression is None or engine.reads_compressed)
         stats: ReadStats | None = None
         if direct:
             try:

@@ -1,0 +1,128 @@
+"""Bad input: every kind of bad line is quarantined with its line number and counted; the rest converts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mktpred.config import Config
+from mktpred.convert.cpu_engine import CpuEngine
+from mktpred.convert.records import check_line
+from mktpred.convert.runner import run_convert
+from mktpred.convert.segment import convert_one, segment_of
+from mktpred.convert.synth import SynthSpec, generate_lines
+from mktpred.errors import TooManyInvalidLines
+
+STEM = "coinbase_20260809T210548Z"
+
+
+def l2(seq: int, price: str = "100.5", side: str = "bid", qty: str = "1", ts: str = "2026-08-09T21:05:48.1Z",
+       extra: str = "") -> str:
+    upd = f'{{"side":"{side}","event_time":"2026-08-09T21:05:48Z","price_level":"{price}","new_quantity":"{qty}"}}'
+    return (f'{{"recv_ns":1786309548300000000,"conn":"c1",{extra}"msg":{{"channel":"l2_data","timestamp":"{ts}",'
+            f'"sequence_num":{seq},"events":[{{"type":"update","product_id":"BTC-USD","updates":[{upd}]}}]}}}}')
+
+
+#: (line text, expected reason prefix or None for a good line)
+CASES: list[tuple[str, str | None]] = [
+    (l2(0), None),
+    ('{"recv_ns": 1, "conn": "c1", "msg": {"channel": "l2_data"', "invalid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"recv_ns":1,"conn":"c1","msg":{"channel":"ticker","timestamp":"2026-08-09T21:05:48Z","events":{"a":1}}}',
+     "events is not a list of objects"),
+    (l2(4, price="12.3.4"), "price_level is not a number"),
+    (l2(5, ts="yesterday"), "timestamp is not an RFC 3339 timestamp"),
+    ('{"recv_ns":1786309548300000000,"conn":"c1","raw":"{\\"chan"}', "the collector kept a frame"),
+    ("", "empty line"),
+    (l2(8, side="sideways"), "level2 side is not bid or offer"),
+    (l2(9).replace(',"new_quantity":"1"', ""), "missing new_quantity"),
+    ('{"recv_ns":1786309548300000000,"conn":"c1","msg":"hello"}', "msg is not an object"),
+    ('{"conn":"c1","msg":{"channel":"l2_data","sequence_num":3,"events":[]}}', "missing timestamp"),
+    (l2(12, extra='"conn":"c2",'), "rejected by the cpu engine"),  # a duplicate key: only DuckDB objects
+    ('{"channel":"ticker","timestamp":"2026-08-09T21:05:49Z","sequence_num":13,"events":[{"type":"update",'
+     '"tickers":[{"product_id":"BTC-USD","price":"100"}]}]}', None),
+    (l2(14, price="101"), None),
+]
+
+
+def write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_check_line_reasons() -> None:
+    """The Python validator names each kind of bad line (the duplicate key is left to the engine)."""
+    for text, reason in CASES:
+        got = check_line(text.encode())
+        if reason is None or reason.startswith("rejected"):
+            assert got is None, text
+        else:
+            assert got is not None and got.startswith(reason), (text, got)
+
+
+@pytest.mark.parametrize("allow_direct", [True, False], ids=["direct", "chunked"])
+def test_each_bad_line_is_quarantined(tmp_path: Path, allow_direct: bool) -> None:
+    """Bad lines land in _quarantine with segment, line number, reason and text; good ones convert."""
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [text for text, _ in CASES])
+    engine = CpuEngine()
+    try:
+        res = convert_one(segment_of(src), engine, tmp_path / "store", chunk_bytes=300, compression="zstd",
+                          compression_level=3, row_group_rows=100, staging_root=tmp_path / "stage",
+                          allow_direct=allow_direct)
+    finally:
+        engine.close()
+    bad = [(i + 1, reason) for i, (_, reason) in enumerate(CASES) if reason is not None]
+    assert (res.lines, res.invalid) == (len(CASES), len(bad))
+    assert res.mode == "careful"
+    q = [json.loads(x) for x in (tmp_path / "store" / "_quarantine" / f"{STEM}.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in q] == [n for n, _ in bad]
+    for rec, (n, reason) in zip(q, bad, strict=True):
+        assert rec["segment"] == src.name
+        assert rec["reason"].startswith(reason), rec
+        assert rec["text"] == CASES[n - 1][0]
+    l2 = pq.read_table(tmp_path / "store" / "l2" / "date=2026-08-09" / f"{STEM}.parquet")
+    assert l2.column("seq").to_pylist() == [0, 14]
+    assert l2.column("price").to_pylist() == [100.5, 101.0]
+    ticker = pq.read_table(tmp_path / "store" / "ticker" / "date=2026-08-09" / f"{STEM}.parquet")
+    assert ticker.column("seq").to_pylist() == [13]
+    assert ticker.column("volume_24h").to_pylist() == [None]
+    assert sum(res.invalid_reasons.values()) == len(bad)
+
+
+def test_one_bad_line_among_many_keeps_the_rest_in_order(tmp_path: Path) -> None:
+    """A bad line in the middle of a large segment costs only that line; order is kept around it."""
+    lines = [ln.decode() for ln in generate_lines(SynthSpec(seed=3, snapshot_levels=200), n_lines=3000)]
+    lines.insert(1700, l2(10**9, price="NaNaN"))
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, lines)
+    cfg = Config()
+    cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=src.parent, parquet_dir=tmp_path / "store"))
+    summary = run_convert(cfg, max_invalid=1)
+    assert (summary.lines, summary.invalid) == (3001, 1)
+    (seg,) = summary.segments
+    assert seg.mode in ("careful", "chunked")
+    msgs = pq.read_table(tmp_path / "store" / "messages" / "date=2026-08-09" / f"{STEM}.parquet")
+    seqs = msgs.column("seq").to_pylist()
+    assert seqs == list(range(3000 - 2))  # every frame but the bad one, in order (two lines are events)
+    assert summary.rows["messages"] == len(seqs)
+    q = json.loads((tmp_path / "store" / "_quarantine" / f"{STEM}.jsonl").read_text())
+    assert q["line"] == 1701
+
+
+def test_too_many_invalid_lines_is_reported(tmp_path: Path) -> None:
+    """More quarantined lines than --max-invalid (or the default fraction) raises exit code 1."""
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [text for text, _ in CASES])
+    cfg = Config()
+    cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=src.parent, parquet_dir=tmp_path / "store"))
+    summary = run_convert(cfg)
+    assert summary.max_invalid == 0 and summary.too_many_invalid
+    with pytest.raises(TooManyInvalidLines) as info:
+        summary.check()
+    assert info.value.exit_code == 1
+    run_convert(cfg, force=True, max_invalid=len(CASES)).check()
