@@ -47,11 +47,22 @@ def validate_store(
         manifest, manifest_problem = Manifest(), Finding("_manifest.json", exc.message)
     inventory.read_footers(inv)
     manifest_checks.assign_segments(inv, manifest)
+    timings: dict[str, float] = {}
+    lap = time.monotonic()
 
+    def mark(stage: str) -> None:
+        nonlocal lap
+        now = time.monotonic()
+        timings[stage] = round(now - lap, 3)
+        lap = now
+
+    mark("footers")
     con = content.connect(workers)
     try:
         groups = content.decode_and_find_duplicates(con, inv, workers=workers, progress=progress)
+        mark("decode")
         stats = content.aggregate(con, inv)
+        mark("aggregate")
         readable = inventory.check_readable(inv)
         if errors := content.aggregate_errors(stats):
             readable = CheckResult.from_findings("readable", errors, checked=len(inv.files), passed="")
@@ -71,9 +82,12 @@ def validate_store(
             content.check_sides(con, stats, inv),
             content.check_duplicates(groups),
         ]
+        mark("checks")
         frame_scan = frames.scan_frames(con, inv, int(max_silence_s * 1e9))
+        mark("messages")
         seq = sequence.check_sequence(con, inv, frame_scan)
         cov = coverage.check_coverage(con, inv, stats, frame_scan, max_silence_s)
+        mark("sequence+coverage")
     finally:
         con.close()
     checks += [seq.check, cov.coverage, cov.heartbeats]
@@ -84,6 +98,7 @@ def validate_store(
         rr = raw.check_raw(raw_dir, manifest)
         checks += [rr.converted, rr.in_progress]
         report.in_progress = rr.parts
+        mark("raw")
     report.checks = checks
     report.files = len(inv.files)
     report.bytes = inv.total_bytes
@@ -93,5 +108,6 @@ def validate_store(
     report.coverage = cov.rows
     report.silences, report.silences_total = cov.silences, cov.silences_total
     report.gaps, report.gaps_total = seq.gaps, seq.gaps_total
+    report.timings = timings
     report.elapsed_s = time.monotonic() - start
     return report

@@ -176,6 +176,7 @@ class ValidationReport:
     silences: list[Silence] = field(default_factory=list)
     silences_total: int = 0
     in_progress: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  #: seconds per stage
 
     @property
     def status(self) -> Status:
@@ -206,5 +207,5 @@ class ValidationReport:
             "coverage": [c.to_dict() for c in self.coverage],
             "gaps": [g.to_dict() for g in self.gaps], "gaps_total": self.gaps_total,
             "silences": [s.to_dict() for s in self.silences], "silences_total": self.silences_total,
-            "in_progress": self.in_progress,
+            "in_progress": self.in_progress, "timings": self.timings,
         }

@@ -192,11 +192,14 @@ def write_synthetic_store(
     seed: int = 7,
     compression: str = "zstd",
 ) -> SyntheticStore:
-    """Write a clean store for ``conns`` (segments rotate at UTC midnight) with its manifest."""
+    """Write a clean store for ``conns`` (segments rotate at UTC midnight) with its manifest.
+
+    Adds to a store already at ``root`` (its manifest is kept), so big stores can be written a day
+    at a time with bounded memory."""
     rng = np.random.default_rng(seed)
     layout = StoreLayout(root)
     result = SyntheticStore(root=root, raw_dir=raw_dir)
-    manifest = Manifest()
+    manifest = Manifest.load(root)
     # segments: a connection's frames belong to the segment open when they arrived; a new
     # segment opens at each UTC midnight and at each connection start that finds none open
     per_segment: dict[int, dict[str, list[pa.Table]]] = {}
