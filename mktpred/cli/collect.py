@@ -85,6 +85,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
     caught: list[int] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in caught:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting (a .part left is repaired next start)
         caught.append(signum)
         stop.set()
 

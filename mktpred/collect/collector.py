@@ -225,7 +225,8 @@ class Collector:
             slot=st.slot, products=st.products, conns=tuple(st.conns), frames=st.frames,
             raw_frames=st.raw_frames, rows=st.rows, bytes_received=st.bytes_received,
             reconnects=st.reconnects, gaps=st.gaps, missing=st.missing, duplicates=st.duplicates,
-            out_of_order=st.out_of_order, stalls=st.stalls, resubscribes=st.resubscribes) for st in self.stats)
+            out_of_order=st.out_of_order, stalls=st.stalls, resubscribes=st.resubscribes,
+            server_errors=st.server_errors) for st in self.stats)
         return CollectResult(
             run_id=self.run_id, url=redact_url(s.url), raw_dir=str(s.raw_dir), products=s.products,
             channels=s.subscribed_channels(), started=format_rfc3339_ns(started_ns),
@@ -239,6 +240,7 @@ class Collector:
             reconnects=sum(x.reconnects for x in summaries), gaps=sum(x.gaps for x in summaries),
             missing=sum(x.missing for x in summaries), duplicates=sum(x.duplicates for x in summaries),
             out_of_order=sum(x.out_of_order for x in summaries), stalls=sum(x.stalls for x in summaries),
+            server_errors=sum(x.server_errors for x in summaries),
             buffer_peak_bytes=self.buffer.peak_bytes, buffer_full_events=self.buffer.full_events,
             reader_blocked_s=round(self.buffer.blocked_s, 3), connections=summaries)
 

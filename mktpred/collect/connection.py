@@ -184,6 +184,9 @@ class ConnectionWorker(threading.Thread):
                 st.raw_frames += 1
                 buffer.put(recv_ns, frame.line)
                 continue
+            if frame.error is not None:
+                st.server_errors += 1
+                self.notices.add("warn", f"conn {plan.slot}: the server says: {frame.error[:300]}")
             ch = frame.channel or "?"
             c = channels.get(ch)
             if c is None:

@@ -45,6 +45,7 @@ class Frame:
     seq: int | None = None
     rows: int = 0
     l2_snapshot: bool = False
+    error: str | None = None  # the text of a server ``{"type": "error", ...}`` frame
 
 
 def frame_record(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
@@ -61,6 +62,9 @@ def frame_record(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
     if type(doc) is not dict:
         return Frame(line, True)
     channel = doc.get("channel")
+    if channel is None and doc.get("type") == "error":
+        text = " ".join(str(doc[k]) for k in ("message", "reason") if doc.get(k))
+        return Frame(line, True, error=text or "error")
     seq = doc.get("sequence_num")
     rows = 0
     snapshot = False

@@ -64,6 +64,7 @@ class ConnectionStats:
     out_of_order: int = 0
     stalls: int = 0
     resubscribes: int = 0
+    server_errors: int = 0
     last_frame_mono: float | None = None
     last_error: str = ""
     #: channel -> [frames, rows]
@@ -161,6 +162,7 @@ class ConnectionSummary:
     out_of_order: int
     stalls: int
     resubscribes: int
+    server_errors: int
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ class CollectResult:
     duplicates: int
     out_of_order: int
     stalls: int
+    server_errors: int
     buffer_peak_bytes: int
     buffer_full_events: int
     reader_blocked_s: float

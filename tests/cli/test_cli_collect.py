@@ -111,3 +111,46 @@ def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> No
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_server_error_frames_are_recorded_and_shown(tmp_path: Path) -> None:
+    """An error frame (unknown product) is kept on disk and shown as a warning naming the problem."""
+    raw = tmp_path / "raw"
+    with SimulatedExchange(products=["BTC-USD"], rate=50.0, seed=22, depth=50) as sim:
+        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--products", "NOPE-USD",
+                                     "--channels", "ticker", "--duration", "1", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "warning: conn 1: the server says: failure to subscribe" in result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["server_errors"] == 1
+    lines = [json.loads(x) for x in Path(doc["segments"][0]).read_bytes().splitlines()]
+    assert any(rec.get("msg", {}).get("type") == "error" for rec in lines)
+
+
+def test_disk_full_exits_3_and_keeps_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while recording: exit 3 with one line, and the sealed segment holds only whole records."""
+    raw = tmp_path / "raw"
+    real_write = os.write
+    room = [200_000]
+
+    def small_disk(fd: int, data: bytes | memoryview) -> int:
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl.part"):
+            return real_write(fd, data)
+        if room[0] <= 0:
+            raise OSError(28, "No space left on device")
+        n = real_write(fd, bytes(data[: room[0]]))
+        room[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", small_disk)
+    with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=300.0, seed=23, depth=100) as sim:
+        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--duration", "20"],
+                               catch_exceptions=False)
+    monkeypatch.undo()
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: cannot write: disk full (") and result.stderr.count("\n") == 1
+    (seg,) = raw.glob("coinbase_*.jsonl")
+    data = seg.read_bytes()
+    assert 0 < len(data) <= 200_000 and data.endswith(b"\n")
+    assert all(json.loads(x)["conn"] for x in data.splitlines())
+    assert not list(raw.glob("*.part"))
