@@ -80,7 +80,7 @@ class Replayer:
     def __init__(self, product: str, depth: int, *, interval_ns: int | None,
                  sink: Callable[[BookChunk], None], gaps: GapIndex | None = None,
                  conn_ends: dict[str, int] | None = None, emit_start: int | None = None,
-                 emit_end: int | None = None, chunk_rows: int = 65_536) -> None:
+                 emit_end: int | None = None, chunk_rows: int = 8_192) -> None:
         if interval_ns is not None and interval_ns <= 0:
             raise ValueError("interval_ns must be > 0")
         self.product = product

@@ -274,20 +274,30 @@ class Store:
         ``seq`` order on a connection (:class:`~mktpred.book.Replayer` skips and counts a frame
         whose ``seq`` is not after the previous one).
         ``on_file(path, size)`` is called as each file is finished (progress)."""
+        import pyarrow.parquet as pq
+
         lo, hi = to_ns(start), to_ns(end)
-        expr = self._expression([product], lo, hi)
-        conn_set = set(conns) if conns is not None else None
-        if conn_set is not None:
-            expr = expr & pc.field("conn").isin(pa.array(sorted(conn_set), pa.string()))
-        schema = TABLE_SCHEMAS["l2"]
+        conn_arr = pa.array(sorted(set(conns)), pa.string()) if conns is not None else None
         for f in self.files("l2", lo, hi):
             carry: pa.Table | None = None
-            scanner = ds.dataset(str(f), schema=schema, format="parquet").scanner(
-                columns=_L2_COLUMNS, filter=expr, batch_size=batch_rows)
-            for rb in scanner.to_batches():
-                if rb.num_rows == 0:
+            # ParquetFile streams row group by row group (the dataset scanner's readahead held far
+            # more); row groups are pruned by their statistics, rows filtered per batch.
+            pf = pq.ParquetFile(f)
+            groups = _row_groups(pf, product, lo, hi)
+            batches = pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=[*_L2_COLUMNS, "product_id"],
+                                      use_threads=False) if groups else iter(())
+            for rb in batches:
+                mask = pc.equal(rb.column("product_id"), product)
+                if lo is not None:
+                    mask = pc.and_(mask, pc.greater_equal(rb.column("time"), pa.scalar(lo, TS_NS)))
+                if hi is not None:
+                    mask = pc.and_(mask, pc.less(rb.column("time"), pa.scalar(hi, TS_NS)))
+                if conn_arr is not None:
+                    mask = pc.and_(mask, pc.is_in(rb.column("conn"), value_set=conn_arr))
+                sel = rb.filter(pc.fill_null(mask, False)).select(_L2_COLUMNS)
+                if sel.num_rows == 0:
                     continue
-                tbl = pa.Table.from_batches([rb])
+                tbl = pa.Table.from_batches([sel])
                 if carry is not None:
                     tbl = pa.concat_tables([carry, tbl])
                 # The last frame may continue in the next batch: hold it back.
@@ -350,6 +360,30 @@ def _sql_str(text: str) -> str:
 def _sql_ts(ns: int) -> str:
     iso = format_iso_ns(ns)  # 2026-08-09T21:05:48.228568804Z
     return f"'{iso[:10]} {iso[11:-1]}+00'::TIMESTAMPTZ_NS"
+
+
+def _row_groups(pf: Any, product: str, lo: int | None, hi: int | None) -> list[int]:
+    """Row groups whose statistics allow rows of ``product`` with ``lo <= time < hi``."""
+    md = pf.metadata
+    names = pf.schema_arrow.names
+    ti, pi = names.index("time"), names.index("product_id")
+    keep = []
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        if rg.num_rows == 0:
+            continue
+        ts, ps = rg.column(ti).statistics, rg.column(pi).statistics
+        if ts is not None and ts.has_min_max:
+            if (hi is not None and ts.min_raw >= hi) or (lo is not None and ts.max_raw < lo):
+                continue
+        if ps is not None and ps.has_min_max:
+            pmin, pmax = ps.min, ps.max
+            pmin = pmin.decode() if isinstance(pmin, bytes) else pmin
+            pmax = pmax.decode() if isinstance(pmax, bytes) else pmax
+            if not pmin <= product <= pmax:
+                continue
+        keep.append(g)
+    return keep
 
 
 def _tail_start(tbl: pa.Table) -> int:

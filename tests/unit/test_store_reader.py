@@ -174,3 +174,20 @@ def test_bad_time_bound() -> None:
     """A value that is not a time is a usage error naming it."""
     with pytest.raises(UsageError, match="not a time: 'yesterday'"):
         to_ns("yesterday")
+
+
+def test_row_groups_pruned_by_statistics(tmp_path: Path) -> None:
+    """Level2 reads skip row groups whose time or product statistics rule them out."""
+    from mktpred.store.reader import _row_groups
+
+    frames: list[Frame] = [("a", s, T0 + s * MS, s == 0, "BTC-USD" if s < 10 else "ETH-USD",
+                            [("bid", 1.0, 1.0), ("ask", 2.0, 1.0)]) for s in range(20)]
+    write_l2(tmp_path, frames, row_group_size=10)  # 4 groups: BTC s 0-4, 5-9; ETH s 10-14, 15-19
+    store = open_store(tmp_path)
+    pf = pq.ParquetFile(store.files("l2")[0])
+    assert pf.metadata.num_row_groups == 4
+    assert _row_groups(pf, "BTC-USD", None, None) == [0, 1]
+    assert _row_groups(pf, "ETH-USD", T0 + 16 * MS, None) == [3]
+    assert _row_groups(pf, "BTC-USD", T0 + 5 * MS, T0 + 6 * MS) == [1]
+    assert [f.seq for f in store.l2_frames("BTC-USD", T0 + 5 * MS, T0 + 7 * MS)] == [5, 6]
+    assert [f.seq for f in store.l2_frames("ETH-USD", conns=["b"])] == []
