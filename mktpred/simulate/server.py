@@ -183,6 +183,7 @@ class _Connection:
                 duplicate = True
             elif spec.kind == "drop":
                 await self.flush()
+                await self._written()
                 self.fault("drop", f"TCP connection aborted after {n} frames")
                 self.abort("dropped by fault")
                 raise _Stop
@@ -199,6 +200,13 @@ class _Connection:
                 self.source.rebase(time.monotonic())
         self.check_at = self._next_check()
         return duplicate
+
+    async def _written(self, limit_s: float = 5.0) -> None:
+        """Wait (bounded) until the transport has handed every queued byte to the kernel, so a
+        drop after N frames loses none of those N."""
+        deadline = time.monotonic() + limit_s
+        while self.ws.transport.get_write_buffer_size() and time.monotonic() < deadline and not self.gone:
+            await asyncio.sleep(0.001)
 
     def abort(self, reason: str) -> None:
         self.log.close_reason = reason
@@ -283,6 +291,7 @@ class _Connection:
                 await self.control(self.ctrl.get_nowait())
             now = time.monotonic()
             if now >= self.next_drop:
+                await self._written()
                 self.fault("drop", f"TCP connection aborted {self.drop_every.every if self.drop_every else 0:g} s after it opened")
                 self.abort("dropped by fault")
                 return
