@@ -230,6 +230,10 @@ def run_convert(
                 done(outcome, seg.size)
     finally:
         eng.close()
+        try:
+            (root / "_staging").rmdir()  # only when empty: per-segment folders remove themselves
+        except OSError:
+            pass
 
     for r in summary.segments:
         summary.converted += 1

@@ -1,0 +1,156 @@
+"""Incremental and idempotent conversion: skip what is unchanged, repair what a crash left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import mktpred.store.writer as writer_mod
+from mktpred.config import Config
+from mktpred.convert.runner import run_convert
+from mktpred.convert.synth import SynthSpec, write_segment
+from mktpred.store.manifest import Manifest
+
+STEMS = ["coinbase_20260809T210548Z", "coinbase_20260809T220000Z", "coinbase_20260809T230000Z"]
+
+
+def make_raw(raw: Path, n_lines: int = 800, levels: int = 300) -> list[Path]:
+    paths = []
+    for i, stem in enumerate(STEMS):
+        p = raw / f"{stem}.jsonl"
+        write_segment(p, SynthSpec(seed=i + 1, snapshot_levels=levels, start_ns=1_786_309_548_000_000_000
+                                   + i * 3_600_000_000_000), n_lines=n_lines)
+        paths.append(p)
+    return paths
+
+
+def config(raw: Path, store: Path) -> Config:
+    cfg = Config()
+    return replace(cfg, paths=replace(cfg.paths, raw_dir=raw, parquet_dir=store))
+
+
+def snapshot(store: Path) -> dict[str, Any]:
+    """The store's content: every data file's rows, and the manifest without run-dependent fields."""
+    files: dict[str, Any] = {}
+    for p in sorted(store.rglob("*")):
+        if p.is_file() and not p.name.startswith("_manifest"):
+            rel = str(p.relative_to(store))
+            if p.suffix == ".parquet":
+                t = pq.read_table(p)
+                cols = [pc.cast(c, pa.int64()) if pa.types.is_timestamp(c.type) else c for c in t.columns]
+                files[rel] = pa.table(cols, names=t.column_names).to_pylist()
+            else:
+                files[rel] = p.read_bytes()
+    entries = {k: {f: v for f, v in e.__dict__.items() if f != "converted_at"}
+               for k, e in Manifest.load(store).entries.items()}
+    return {"files": files, "manifest": entries}
+
+
+def test_second_run_converts_nothing_touch_reconverts_one_force_all(tmp_path: Path) -> None:
+    """Unchanged segments are skipped; a touched one is redone alone; --force redoes all."""
+    raw = tmp_path / "raw"
+    paths = make_raw(raw)
+    cfg = config(raw, tmp_path / "store")
+    first = run_convert(cfg)
+    assert (first.converted, first.skipped) == (3, 0)
+    before = snapshot(tmp_path / "store")
+    assert set(before["manifest"]) == {str(p.resolve()) for p in paths}
+    entry = before["manifest"][str(paths[0].resolve())]
+    assert entry["hash"].startswith("blake2b:") and entry["engine"] == "cpu" and entry["lines"] == 800
+
+    second = run_convert(cfg)
+    assert (second.converted, second.skipped) == (0, 3)
+    assert snapshot(tmp_path / "store") == before
+
+    st = paths[1].stat()
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    third = run_convert(cfg)
+    assert (third.converted, third.skipped) == (1, 2)
+    assert third.segments[0].source == str(paths[1].resolve())
+
+    forced = run_convert(cfg, force=True)
+    assert (forced.converted, forced.skipped) == (3, 0)
+    after = snapshot(tmp_path / "store")
+    assert after["files"] == before["files"]
+
+
+def test_deleted_output_is_rebuilt(tmp_path: Path) -> None:
+    """A segment whose output file disappeared is converted again."""
+    raw = tmp_path / "raw"
+    make_raw(raw, n_lines=300)
+    cfg = config(raw, tmp_path / "store")
+    run_convert(cfg)
+    victim = tmp_path / "store" / "l2" / "date=2026-08-09" / f"{STEMS[2]}.parquet"
+    victim.unlink()
+    again = run_convert(cfg)
+    assert again.converted == 1 and victim.is_file()
+
+
+def test_crash_mid_commit_then_rerun_equals_clean_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash half-way through renaming a segment's files leaves nothing a re-run does not repair."""
+    raw = tmp_path / "raw"
+    make_raw(raw, n_lines=400)
+    clean = tmp_path / "clean"
+    run_convert(config(raw, clean))
+
+    store = tmp_path / "store"
+    calls = {"n": 0}
+    real = writer_mod.atomic_replace
+
+    def crashing(tmp: Path, final: Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 8:  # segment 2, after some of its files were renamed
+            raise KeyboardInterrupt
+        real(tmp, final)
+
+    monkeypatch.setattr(writer_mod, "atomic_replace", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_convert(config(raw, store))
+    monkeypatch.setattr(writer_mod, "atomic_replace", real)
+    assert len(Manifest.load(store).entries) == 1
+    # debris a harder crash could leave: a temporary file and a staging folder
+    (store / "l2" / "date=2026-08-09" / f"{STEMS[2]}.parquet.tmp").write_bytes(b"half a file")
+    (store / "_staging" / "x.123").mkdir(parents=True)
+
+    again = run_convert(config(raw, store))
+    assert again.converted == 2 and again.skipped == 1
+    assert snapshot(store) == snapshot(clean)
+    assert not list(store.rglob("*.tmp")) and not (store / "_staging").exists()
+
+
+def test_killed_process_then_rerun_equals_clean_run(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a run, then a plain re-run: the same store as one clean run."""
+    raw = tmp_path / "raw"
+    make_raw(raw, n_lines=6000, levels=2000)
+    clean = tmp_path / "clean"
+    run_convert(config(raw, clean))
+
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MKTPRED_")}
+    cmd = [sys.executable, "-m", "mktpred", "convert", "--raw-dir", str(raw), "--parquet-dir", str(store), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    manifest = store / "_manifest.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and json.loads(manifest.read_text() or "{}").get("sources"):
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL  # killed, not finished
+    assert len(Manifest.load(store).entries) < 3
+
+    again = run_convert(config(raw, store))
+    assert again.converted + again.skipped == 3
+    assert snapshot(store) == snapshot(clean)
