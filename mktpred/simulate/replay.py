@@ -12,7 +12,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +30,8 @@ _MSG_KEY = re.compile(rb'"msg"\s*:\s*')
 def open_text(path: Path) -> IO[bytes]:
     """A binary line reader over ``path``, decompressing ``.zst`` and ``.gz`` by suffix."""
     try:
+        if path.suffix == ".gz":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
         raw = path.open("rb")
     except OSError as exc:
         raise UsageError(f"cannot read replay file {path}: {exc.strerror}", where="--replay") from None
@@ -38,8 +40,6 @@ def open_text(path: Path) -> IO[bytes]:
 
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
         return io.BufferedReader(reader, buffer_size=1 << 20)
-    if path.suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
 
 
@@ -84,7 +84,7 @@ def _channel(text: bytes) -> str:
     return m.group(1).decode() if m else ""
 
 
-def read_replay(path: Path) -> Iterator[tuple[int, Frame]]:
+def read_replay(path: Path) -> Generator[tuple[int, Frame], None, None]:
     """Every frame of a recording with its original time in nanoseconds (see the module doc)."""
     last_t = 0
     with open_text(path) as fh:

@@ -499,6 +499,7 @@ class SimulatedExchange:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            conn.source.close()
             log.closed = True
             logger.info("connection %d closed after %d frames%s", log.index, log.frames_sent,
                         f" ({log.close_reason})" if log.close_reason else "")

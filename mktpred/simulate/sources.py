@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,7 @@ class Source(Protocol):
     def due(self, now: float, limit: int) -> list[Frame]: ...
     def next_due(self) -> float: ...
     def rebase(self, now: float) -> None: ...
+    def close(self) -> None: ...
 
 
 class ModelSource:
@@ -67,6 +69,9 @@ class ModelSource:
 
     def next_due(self) -> float:
         return min(self.t_next, self.next_hb, self.next_periodic)
+
+    def close(self) -> None:
+        pass
 
     def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
         r = self.render
@@ -252,7 +257,7 @@ class ReplaySource:
     def __init__(self, path: Path, speed: float) -> None:
         from mktpred.simulate.replay import read_replay
 
-        self.frames = read_replay(path)
+        self.frames: Generator[tuple[int, Frame], None, None] = read_replay(path)
         self.speed = speed
         self.t0_rec: int | None = None
         self.t0 = math.inf
@@ -290,6 +295,10 @@ class ReplaySource:
 
     def next_due(self) -> float:
         return self._due_at() if self.started else math.inf
+
+    def close(self) -> None:
+        """Close the recording (the connection ended before its end)."""
+        self.frames.close()
 
     def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import struct
@@ -138,7 +139,7 @@ def test_gap_skips_sequence_numbers() -> None:
     with sim_with("gap:every=20,size=3") as sim:
         got = seqs(read_n(connect(sim), 70))
         assert got[:20] == list(range(20))
-        jumps = [(i, b - a) for i, (a, b) in enumerate(zip(got, got[1:]), start=1) if b - a != 1]
+        jumps = [(i, b - a) for i, (a, b) in enumerate(itertools.pairwise(got), start=1) if b - a != 1]
         assert jumps[:3] == [(20, 4), (40, 4), (60, 4)]
         assert sim.wait_for(lambda s: len(s.fault_log) >= 3)
         assert all(e.kind == "gap" for e in sim.fault_log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import struct
@@ -279,5 +280,5 @@ def test_heartbeats_once_a_second_with_uptime_counter() -> None:
     beats = [m for m in got if m["channel"] == "heartbeats"]
     counters = [m["events"][0]["heartbeat_counter"] for m in beats]
     assert counters == list(range(counters[0], counters[0] + len(counters)))
-    gaps = [parse_rfc3339_ns(b["timestamp"]) - parse_rfc3339_ns(a["timestamp"]) for a, b in zip(beats, beats[1:])]
+    gaps = [parse_rfc3339_ns(b["timestamp"]) - parse_rfc3339_ns(a["timestamp"]) for a, b in itertools.pairwise(beats)]
     assert all(0.5e9 < g < 2.5e9 for g in gaps)
