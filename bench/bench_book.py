@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,22 +141,18 @@ def main() -> None:
                 print(f"density {density:>8,.0f}/s  every-update: {updates / cpu / 1e6:5.2f} M updates per CPU-s "
                       f"({rows:,} snapshots, one per frame)")
 
-    # Memory: peak RSS while replaying a short and a 4x longer history (same book size).
+    # Memory: peak RSS of a fresh process running build_book on a history and on one 4x longer.
     for k in (1, 4):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            write_store(root, synth(args.updates * k // 4, 2000.0))
-            del_rss = rss_mib()
-            gc.collect()
-            base = min(del_rss, rss_mib())
-            peak = [base]
-
-            def track(_: object) -> None:
-                peak[0] = max(peak[0], rss_mib())
-
-            res = build_book(root, depth=args.depth, interval_ns=interval_ns, progress=track)
-            print(f"history {res.updates:>10,} updates: RSS {base:,.0f} MiB before, "
-                  f"{peak[0]:,.0f} MiB peak during the replay")
+            write_store(root, synth(args.updates * k, 2000.0))
+            code = (f"from mktpred.book import build_book\n"
+                    f"r = build_book({str(root)!r}, depth={args.depth}, interval_ns={interval_ns})\n"
+                    f"hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0].split()[1]\n"
+                    f"print(r.updates, int(hwm) // 1024)")
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            updates, mib = out.stdout.split()
+            print(f"history {int(updates):>10,} updates: peak RSS {mib} MiB (fresh process, build_book)")
 
 
 if __name__ == "__main__":

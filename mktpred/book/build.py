@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mktpred import __version__
@@ -35,6 +36,7 @@ from mktpred.store.layout import TMP_SUFFIX, atomic_replace
 from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.store.reader import Store, TimeLike, day_bounds, open_store, to_ns
 
+ROW_GROUP = 65_536  #: book rows per Parquet row group
 BOOK_FORMAT = 1  #: bump when the engine's output changes meaning (forces a rebuild)
 _INPUT_TABLES = ("l2", "messages", "events")
 
@@ -128,6 +130,7 @@ class _DayWriter:
         self.level = level
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {}
+        self.pending: dict[str, list[pa.Table]] = {}  #: buffered up to ROW_GROUP rows per day
 
     def __call__(self, chunk: BookChunk) -> None:
         days = chunk.time // (86_400 * NS_PER_S)
@@ -147,11 +150,20 @@ class _DayWriter:
                                             where=str(final.parent)) from None
                 self.writers[date] = w
                 self.rows[date] = 0
-            w.write_table(part.to_arrow())
+            buf = self.pending.setdefault(date, [])
+            buf.append(part.to_arrow())
             self.rows[date] += b - a
+            if sum(t.num_rows for t in buf) >= ROW_GROUP:
+                self._write(date)
+
+    def _write(self, date: str) -> None:
+        buf = self.pending.pop(date, [])
+        if buf:
+            self.writers[date].write_table(pa.concat_tables(buf), row_group_size=ROW_GROUP)
 
     def close(self) -> dict[str, int]:
         for date, w in self.writers.items():
+            self._write(date)
             w.close()
             final = book_file(self.store, self.product, date)
             atomic_replace(Path(str(final) + TMP_SUFFIX), final)
@@ -159,6 +171,7 @@ class _DayWriter:
         return self.rows
 
     def abort(self) -> None:
+        self.pending = {}
         for date, w in self.writers.items():
             w.close()
             Path(str(book_file(self.store, self.product, date)) + TMP_SUFFIX).unlink(missing_ok=True)

@@ -137,3 +137,17 @@ def test_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a duration"):
         parse_duration("fast")
     assert parse_duration("100ms") == 100_000_000 and parse_duration("1s") == S and parse_duration("1.5m") == 90 * S
+
+
+def test_row_groups_are_buffered_per_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are gathered into row groups of ROW_GROUP rows; the content is the same."""
+    import mktpred.book.build as build
+
+    write_l2(tmp_path, _frames(0, MIDNIGHT - 3 * S, 5, True), "seg1")
+    build_book(tmp_path, depth=1, interval_ns=S // 4)
+    whole = _book(tmp_path)
+    monkeypatch.setattr(build, "ROW_GROUP", 4)
+    build_book(tmp_path, depth=1, interval_ns=S // 4, force=True)
+    day2 = pq.ParquetFile(tmp_path / "book" / "date=2026-08-10" / "BTC-USD.parquet")
+    assert day2.metadata.num_row_groups == 3 and day2.metadata.num_rows == 9  # 0 .. +2 s every 250 ms
+    assert _book(tmp_path).equals(whole)
