@@ -80,7 +80,7 @@ class ConnectionWorker(threading.Thread):
             healthy_s = self._session(self.next_conn_id())
             if self.stop.is_set():
                 return
-            if healthy_s >= plan.backoff_reset_after_s:
+            if healthy_s is not None and healthy_s >= plan.backoff_reset_after_s:
                 self.backoff.reset()
                 tries = 0
             if plan.max_reconnects and tries >= plan.max_reconnects:
@@ -103,8 +103,9 @@ class ConnectionWorker(threading.Thread):
         self.buffer.put(ns, event_record(ns, conn, event, **details))
         self.stats.events += 1
 
-    def _session(self, conn: str) -> float:
-        """Run one connection to its end; returns how long it delivered data (seconds)."""
+    def _session(self, conn: str) -> float | None:
+        """Run one connection to its end; returns how long it delivered data (seconds), or
+        ``None`` when no frame arrived at all."""
         plan, st, clock = self.plan, self.stats, self.clock
         st.conn = conn
         st.state = "connecting"
@@ -113,7 +114,7 @@ class ConnectionWorker(threading.Thread):
                                              skip_utf8_validation=True, enable_multithread=True)
         except Exception as exc:  # network, TLS, HTTP status: all retried
             st.last_error = f"connect failed: {_describe(exc)}"
-            return 0.0
+            return None
         st.conns.append(conn)
         st.state = "open"
         started = [clock.monotonic(), 0.0]  # [last bytes received, first data frame]
@@ -136,7 +137,7 @@ class ConnectionWorker(threading.Thread):
         st.last_error = reason
         _close_quietly(ws, reason == "shutdown")
         self._put_event(conn, "close", reason=reason)
-        return clock.monotonic() - started[1] if started[1] else 0.0
+        return clock.monotonic() - started[1] if started[1] else None
 
     def _read(self, ws: websocket.WebSocket, conn: str, times: list[float]) -> None:
         """The hot loop, until stop (returns) or the end of the connection (raises :class:`_Ended`).

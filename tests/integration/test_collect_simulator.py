@@ -13,6 +13,7 @@ import pytest
 
 from mktpred.collect import Collector, CollectResult, CollectSettings, OffsetClock
 from mktpred.collect.clock import NS_PER_DAY, Clock
+from mktpred.errors import CollectorGaveUp
 from mktpred.simulate import SimulatedExchange, parse_fault
 
 PRODUCTS = ("BTC-USD", "ETH-USD")
@@ -255,3 +256,20 @@ def test_midnight_rotation_splits_into_two_sealed_segments(tmp_path: Path) -> No
     assert len(before) > 3 and len(after) > 3
     recorded = frames_of(before[:-1] + after[:-1])
     assert recorded == sent[: len(recorded)] and len(recorded) >= 500
+
+
+def test_max_reconnects_counts_only_reconnects_without_a_healthy_spell(tmp_path: Path) -> None:
+    """Connections that deliver data long enough reset the count; short-lived ones exhaust it (exit 3)."""
+    drop = [parse_fault("drop:after=30,times=0")]
+    with SimulatedExchange(products=list(PRODUCTS), rate=600.0, seed=10, depth=50, faults=drop) as sim:
+        with recording(sim, tmp_path / "healthy", max_reconnects=2, backoff_reset_after_s=0.0) as run:
+            assert sim.wait_for(lambda s: len(s.connections()) >= 6, WAIT)
+            assert run.thread.is_alive()  # every connection delivered data: never gives up
+            result = run.finish()
+        assert result.reconnects >= 5
+        with recording(sim, tmp_path / "flaky", max_reconnects=2, backoff_reset_after_s=60.0) as run:
+            run.thread.join(WAIT)
+            assert not run.thread.is_alive()
+            with pytest.raises(CollectorGaveUp, match="gave up after 2 reconnects"):
+                run.finish()
+    assert not list((tmp_path / "flaky").glob("*.part")) and len(list((tmp_path / "flaky").glob("*.jsonl"))) == 1
