@@ -273,3 +273,22 @@ def test_max_reconnects_counts_only_reconnects_without_a_healthy_spell(tmp_path:
             with pytest.raises(CollectorGaveUp, match="gave up after 2 reconnects"):
                 run.finish()
     assert not list((tmp_path / "flaky").glob("*.part")) and len(list((tmp_path / "flaky").glob("*.jsonl"))) == 1
+
+
+def test_products_spread_over_two_connections(tmp_path: Path) -> None:
+    """connections=2: one connection per product, each subscribed to its own product, each complete."""
+    with SimulatedExchange(products=list(PRODUCTS), rate=400.0, seed=14, depth=100, record_sent=True) as sim, \
+            recording(sim, tmp_path, connections=2) as run:
+        assert sim.wait_for(lambda s: len(s.connections()) == 2, WAIT)
+        assert sim.wait_for(lambda s: all(st.frames >= 100 for st in run.collector.stats), WAIT)
+        result = run.finish()
+        logs = sim.connections()
+    conns = by_conn(lines_of(tmp_path))
+    assert len(result.connections) == 2 and len(conns) == 2
+    subscribed = sorted(tuple(log.subscriptions["level2"]) for log in logs)
+    assert subscribed == [("BTC-USD",), ("ETH-USD",)]
+    for summary in result.connections:
+        (conn,) = summary.conns
+        (log,) = [x for x in logs if tuple(x.subscriptions["level2"]) == summary.products]
+        recorded = frames_of(conns[conn])
+        assert recorded == log.sent[: len(recorded)] and len(recorded) >= 100
