@@ -165,7 +165,7 @@ def test_stall_watchdog_reconnects_within_the_timeout(tmp_path: Path) -> None:
     assert len(stall) == 1 and result.stalls == 1
     last_frame_ns = max(json.loads(x)["recv_ns"] for x in first if b',"msg":' in x)
     waited_s = (stall[0]["recv_ns"] - last_frame_ns) / 1e9
-    assert 1.0 <= waited_s < 1.0 + 1.5  # fired after the timeout, and promptly (0.25 s ticks + load)
+    assert 0.95 <= waited_s < 1.0 + 1.5  # fired at the timeout, and promptly (0.25 s ticks + load)
     assert events_of(first, "close")[0]["reason"] == "stall"
     assert frames_of(first) == logs[0].sent[:120] == logs[0].sent
     assert frames_of(conns[ids[1]])[:10] == logs[1].sent[:10]
