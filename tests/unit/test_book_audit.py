@@ -197,3 +197,36 @@ def test_bad_window_is_a_usage_error(tmp_path: Path, window: int) -> None:
 
     with pytest.raises(UsageError, match="audit-window-ms"):
         audit_book(tmp_path, window_ms=window)
+
+
+def test_simulator_gaps_and_reconnect_mark_invalid_spans(tmp_path: Path) -> None:
+    """With sequence gaps and a dropped connection, books go invalid at each gap until the
+    recorder's resubscribe brings a snapshot, and the new connection starts a new book."""
+    from mktpred.collect import CollectSettings, run_collect
+    from mktpred.simulate import SimulatedExchange, parse_fault
+
+    raw = tmp_path / "raw"
+    faults = [parse_fault("gap:every=300"), parse_fault("drop:after=700")]
+    with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=400, seed=5, depth=300, faults=faults) as sim:
+        stop = threading.Event()
+        settings = CollectSettings(url=sim.url, products=("BTC-USD", "ETH-USD"),
+                                   channels=("level2", "ticker", "market_trades"), raw_dir=raw,
+                                   flush_interval_s=0.2, stall_timeout_s=5.0, backoff_initial_s=0.05,
+                                   backoff_max_s=0.2)
+        worker = threading.Thread(target=lambda: run_collect(settings, stop=stop), daemon=True)
+        worker.start()
+        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and s.connections()[1].frames_sent >= 700, 60)
+        stop.set()
+        worker.join(60)
+        assert not worker.is_alive()
+    _convert(raw, tmp_path / "pq")
+    res = build_book(tmp_path / "pq", depth=3, interval_ns=None)
+    spans = [s for p in res.products for s in p.invalid_spans]
+    assert all(p.conns == 2 for p in res.products)
+    assert spans and all(s["end"] is not None and s["end"] >= s["start"] for s in spans)
+    assert sum(p.invalid_rows for p in res.products) >= len(spans)
+    book = open_store(tmp_path / "pq").read("book", products="BTC-USD")
+    assert book.column("valid").to_pylist()[-1] is True
+    audit = audit_book(tmp_path / "pq")
+    tot = audit.total()
+    assert tot.exact == tot.tickers - tot.invalid and tot.within[500] == tot.tickers
