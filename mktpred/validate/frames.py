@@ -1,7 +1,8 @@
 """One pass over ``messages`` in receive order, shared by the sequence and coverage checks.
 
 A single window query (per connection, ordered by ``recv_time`` then ``seq``) compares each frame
-with the one received before it and keeps only the exceptions in a temporary table: the first
+with the one received before it and keeps only the exceptions in a temporary table
+``frame_exceptions`` (``fi`` is the frame's file, an index into ``FrameScan.files``): the first
 frame of each connection, sequence steps other than +1 (gaps, duplicates, reversals) and
 receive-time steps longer than ``max_silence``.  A clean store keeps a handful of rows, so what
 follows costs nothing; heartbeat frames get their own small window.
@@ -61,9 +62,9 @@ def scan_frames(con: duckdb.DuckDBPyConnection, inv: Inventory, max_silence_ns: 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE frame_exceptions AS
             SELECT * FROM (
-                SELECT conn, seq, t, filename,
+                SELECT conn, seq, t, fi,
                        lag(seq) OVER w AS ps, lag(t) OVER w AS pt
-                FROM (SELECT conn, seq, recv_time, {_RECV} AS t, filename FROM {scan('filename')}
+                FROM (SELECT conn, seq, recv_time, {_RECV} AS t, file_index AS fi FROM {scan()}
                       WHERE conn IS NOT NULL AND seq IS NOT NULL)
                 WINDOW w AS (PARTITION BY conn ORDER BY recv_time NULLS LAST, seq))
             WHERE ps IS NULL OR seq <> ps + 1 OR t - pt > {int(max_silence_ns)}""", [out.files])

@@ -65,9 +65,10 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
     # in receive order (no reversal) every exception is a gap, a repeat, or the first frame
     simple = [c.conn for c in conns if not c.reversals and (c.gaps or c.repeats or (c.seq_min or 0) > 0)]
     if simple:
-        for conn, seq, ps, t, pt, f in con.execute(
-                "SELECT conn, seq, ps, t, pt, filename FROM frame_exceptions "
+        for conn, seq, ps, t, pt, fi in con.execute(
+                "SELECT conn, seq, ps, t, pt, fi FROM frame_exceptions "
                 "WHERE conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, seq", [simple]).fetchall():
+            f = frames.files[fi]
             if ps is None and seq > 0:
                 gaps.append((SequenceGap(conn, 0, seq - 1, None, t, _is_known(known, conn, 0, seq - 1)), f))
             elif ps is not None and seq > ps + 1:
@@ -98,10 +99,10 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
             n_dups += n - 1
             findings.append(Finding(rel.get(f, f),
                                     f"conn {conn}: seq {seq} received {n} times (at {_iso(t)})", count=n - 1))
-        for conn, seq, ps, t, f in con.execute(
-                "SELECT conn, seq, ps, t, filename FROM frame_exceptions WHERE seq < ps "
+        for conn, seq, ps, t, fi in con.execute(
+                "SELECT conn, seq, ps, t, fi FROM frame_exceptions WHERE seq < ps "
                 "AND conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, t", [tangled]).fetchall():
-            findings.append(Finding(rel.get(f, f),
+            findings.append(Finding(rel[frames.files[fi]],
                                     f"conn {conn}: seq {seq} received after {ps} (reversal at {_iso(t)})"))
 
     n_rev = sum(c.reversals for c in conns)
