@@ -7,8 +7,10 @@ do not share a GIL.  Two readers:
 * ``raw socket``: reads bytes and counts frames from their headers (no WebSocket library), which
   shows what the sender alone can do.
 
-Modes: ``model`` (the market model at ``rate=0``, i.e. as fast as possible, level2+ticker+trades
-for one product) and ``replay`` (the real capture in ../shared/samples at ``speed=0``, if present).
+Modes: ``rate=0`` (the pre-serialised cycle, as fast as possible), ``rate=100000`` (the paced
+market model asked for more than it can make, so it runs flat out: its own ceiling), both for one
+product subscribed to level2+ticker+market_trades, and ``replay`` (the real capture in
+../shared/samples at ``speed=0``, if present).
 Prints frames/s and MB/s of payload received.
 """
 
@@ -127,7 +129,10 @@ def main() -> None:
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {mp.cpu_count()} CPUs; {args.seconds:g} s per run")
     for reader in ("raw socket", "websocket-client"):
-        run("model rate=0", reader, args.seconds, products=["BTC-USD"], rate=0, depth=args.depth)
+        run("model rate=0 (cycle)", reader, args.seconds, products=["BTC-USD"], rate=0, depth=args.depth)
+    for reader in ("raw socket", "websocket-client"):
+        run("model rate=100000 (paced)", reader, args.seconds, products=["BTC-USD"], rate=100_000,
+            depth=args.depth)
     sample = Path(__file__).resolve().parents[2] / "shared/samples/coinbase-advanced-trade-2026-08-09.frames.jsonl.zst"
     if sample.is_file():
         for reader in ("raw socket", "websocket-client"):

@@ -208,6 +208,16 @@ class _Connection:
         while self.ws.transport.get_write_buffer_size() and time.monotonic() < deadline and not self.gone:
             await asyncio.sleep(0.001)
 
+    async def shutdown(self) -> None:
+        """The server is stopping: a 1001 close frame if it can go out within a second, then abort."""
+        self.gone = True
+        self.wake.set()
+        if not self.log.close_reason:
+            self.log.close_reason = "server stopped"
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(1001, "server stopping"), timeout=1.0)
+        self.ws.transport.abort()
+
     def abort(self, reason: str) -> None:
         self.log.close_reason = reason
         self.gone = True
@@ -365,6 +375,7 @@ class SimulatedExchange:
         self.subscribe_timeout_s = subscribe_timeout_s
         self.fault_log: list[FaultEvent] = []
         self._conns: list[ConnectionLog] = []
+        self._live: set[_Connection] = set()
         self._budget: dict[int, int | None] = {id(f): f.budget for f in self.faults}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -479,8 +490,10 @@ class SimulatedExchange:
         logger.info("listening on %s", self.url)
         self._ready.set()
         await self._stop_ev.wait()
-        server.close(close_connections=True)
-        await server.wait_closed()
+        server.close(close_connections=False)
+        await asyncio.gather(*(c.shutdown() for c in list(self._live)), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), timeout=10)
 
     async def _handle(self, ws: ServerConnection) -> None:
         log = ConnectionLog(index=len(self._conns))
@@ -490,6 +503,7 @@ class SimulatedExchange:
         self._conns.append(log)
         logger.info("connection %d opened from %s", log.index, log.peer)
         conn = _Connection(self, ws, log)
+        self._live.add(conn)
         reader = asyncio.create_task(conn.reader())
         try:
             await conn.run()
@@ -500,6 +514,7 @@ class SimulatedExchange:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             conn.source.close()
+            self._live.discard(conn)
             log.closed = True
             logger.info("connection %d closed after %d frames%s", log.index, log.frames_sent,
                         f" ({log.close_reason})" if log.close_reason else "")

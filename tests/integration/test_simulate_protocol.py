@@ -282,3 +282,20 @@ def test_heartbeats_once_a_second_with_uptime_counter() -> None:
     assert counters == list(range(counters[0], counters[0] + len(counters)))
     gaps = [parse_rfc3339_ns(b["timestamp"]) - parse_rfc3339_ns(a["timestamp"]) for a, b in itertools.pairwise(beats)]
     assert all(0.5e9 < g < 2.5e9 for g in gaps)
+
+
+def test_stop_is_prompt_even_when_a_client_stopped_reading() -> None:
+    """Leaving the block closes a connection whose client reads nothing (server blocked on back-pressure)."""
+    sim = SimulatedExchange(products=["BTC-USD"], rate=0, depth=100).start()
+    try:
+        ws = connect(sim, ["level2"], ["BTC-USD"])
+        assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent > 1000)
+    finally:
+        start = time.monotonic()
+        sim.stop()
+    assert time.monotonic() - start < 10
+    log = sim.connections()[0]
+    assert log.closed and log.close_reason == "server stopped"
+    with pytest.raises((websocket.WebSocketException, ConnectionError, TimeoutError)):
+        while True:  # drain what was buffered; the stream then ends
+            ws.recv_data()
