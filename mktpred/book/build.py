@@ -86,7 +86,7 @@ class BookResult:
     depth: int
     interval: str  #: "100ms", "1s", ... or "every-update"
     products: list[ProductBook]
-    gaps: int = 0
+    gaps: int | None = None  #: sequence gaps in the store (None: nothing was replayed, not counted)
     elapsed_s: float = 0.0
 
     @property
