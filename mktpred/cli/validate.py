@@ -65,11 +65,11 @@ def _render(term: Terminal, report: ValidationReport) -> None:
         cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,
                     header_style="bold")
         for name, justify in (("product", "left"), ("date", "left"), ("UTC", "left"), ("rows", "right"),
-                              ("conns", "right"), ("covered", "right"), ("silences", "left"),
+                              ("conns", "right"), ("cover", "right"), ("silences", "left"),
                               ("no hb", "right")):
             cov.add_column(name, justify=justify, no_wrap=name != "silences")  # type: ignore[arg-type]
         for r in report.coverage:
-            cov.add_row(r.product, r.date, f"{_hm(r.first_ns, r.date)}-{_hm(r.last_ns, r.date)}", f"{r.rows:,}",
+            cov.add_row(r.product, r.date, f"{_hms(r.first_ns, r.date)}-{_hms(r.last_ns, r.date)}", f"{r.rows:,}",
                         str(r.conns), f"{r.coverage:.1%}",
                         f"{r.silences}, max {r.longest_silence_s:,.0f} s" if r.silences else "",
                         f"{r.missing_heartbeat_s:,} s" if r.missing_heartbeat_s else "")
@@ -89,9 +89,9 @@ def _render(term: Terminal, report: ValidationReport) -> None:
     term.out.print(verdict)
 
 
-def _hm(ns: int, date: str) -> str:
-    """``HH:MM`` on ``date``; the next midnight shows as ``24:00``."""
+def _hms(ns: int, date: str) -> str:
+    """``HH:MM:SS`` on ``date``; the next midnight shows as ``24:00:00``."""
     from mktpred.coinbase.timestamps import format_iso_ns
 
     iso = format_iso_ns(ns)
-    return iso[11:16] if iso[:10] == date else "24:00"
+    return iso[11:19] if iso[:10] == date else "24:00:00"
