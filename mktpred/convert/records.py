@@ -8,6 +8,7 @@ same rules as the engines (DESIGN.md "Raw records" and the table contracts).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ EVENT_TYPES = ("snapshot", "update")
 L2_SIDES = ("bid", "offer", "ask")
 RAW_REASON = "the collector kept a frame that is not valid JSON"
 _EVENT_COLUMNS = ("recv_ns", "conn", "event", "expected", "got")
+_ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
 class BadRecord(ValueError):
@@ -40,22 +42,24 @@ def _number(obj: dict[str, Any], key: str, *, required: bool) -> None:
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
         raise BadRecord(f"{key} is not a number: {v!r}")
     if isinstance(v, str):
-        # The engines' parsers take what float() takes, minus whitespace and digit separators.
+        # DuckDB's reader takes what float() takes, minus trailing blanks, "+" and digit separators.
         try:
             float(v)
         except ValueError:
             raise BadRecord(f"{key} is not a number: {v!r}") from None
-        if "_" in v or v != v.strip():
+        if "_" in v or v != v.rstrip() or v.lstrip().startswith("+"):
             raise BadRecord(f"{key} is not a number: {v!r}")
 
 
-def _timestamp(value: Any, what: str, *, required: bool) -> None:
+def _timestamp(value: Any, what: str, *, required: bool, zone_optional: bool = False) -> None:
     if value is None:
         if required:
             raise BadRecord(f"missing {what}")
         return
     if not isinstance(value, str):
         raise BadRecord(f"{what} is not a timestamp: {value!r}")
+    if zone_optional and _ZONE.search(value) is None:
+        value += "Z"  # DuckDB reads a time without an offset as UTC
     try:
         parse_rfc3339_ns(value)
     except ValueError:
@@ -89,14 +93,14 @@ def _check_rows(channel: str, event: dict[str, Any]) -> None:
                 raise BadRecord(f"level2 side is not bid or offer: {row.get('side')!r}")
             _number(row, "price_level", required=True)
             _number(row, "new_quantity", required=True)
-            _timestamp(row.get("event_time"), "event_time", required=False)
+            _timestamp(row.get("event_time"), "event_time", required=False, zone_optional=True)
         elif channel == "market_trades":
             _string(row, "product_id", required=True)
             _string(row, "side", required=True)
             _string(row, "trade_id", required=False)
             _number(row, "price", required=True)
             _number(row, "size", required=True)
-            _timestamp(row.get("time"), "trade time", required=False)
+            _timestamp(row.get("time"), "trade time", required=False, zone_optional=True)
         else:
             _string(row, "product_id", required=True)
             _number(row, "price", required=True)
