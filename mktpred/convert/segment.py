@@ -194,6 +194,9 @@ class SegmentConverter:
                     self.sink.tables(batch.tables)
                     specials.extend((base + i + 1, kind) for i, kind in batch.special)
                     base += batch.lines
+                    if self.on_bytes is not None and counted.done() and counted.result().lines:
+                        # the hash pass runs ahead and knows the line count: report the share done
+                        self.on_bytes(self.seg.size * min(base, counted.result().lines) // counted.result().lines)
             except OutputNotWritable:
                 raise
             except Exception as exc:
