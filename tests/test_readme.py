@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mktpred.cli.base import app
+from mktpred.cli.app import app
 from mktpred.config import field_help
 from tests.conftest import REPO_ROOT
 
