@@ -20,9 +20,11 @@ def test_every_subcommand_is_documented() -> None:
 
 
 def test_every_config_key_is_in_the_reference() -> None:
-    """The configuration reference lists every key with its default."""
-    for key, _, _, _ in field_help():
-        assert f"| `{key}` |" in README, key
+    """The configuration reference lists every key with its current default and expected values."""
+    for key, _, expect, _ in field_help():
+        rows = [line for line in README.splitlines() if line.startswith(f"| `{key}` |")]
+        assert rows, key
+        assert f"| {expect} |" in rows[-1], (key, expect, rows[-1])
 
 
 def test_exit_codes_are_documented() -> None:
