@@ -295,6 +295,8 @@ def test_reversed_frames(store: SyntheticStore) -> None:
     assert failing(report) == {"sequence"}
     assert report.gaps_total == 0
     assert "1 reversals" in report.check("sequence").details
+    assert report.check("sequence").locations[0].startswith(f"{rel(store, victim)}: conn ")
+    assert "received after" in report.check("sequence").locations[0]
 
 
 def test_duplicate_frame_sequence(store: SyntheticStore) -> None:
