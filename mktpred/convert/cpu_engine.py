@@ -83,7 +83,8 @@ def _fld(rows: pa.StructArray, name: str) -> pa.Array:
 def _own(arr: pa.Array) -> pa.Array:
     """A copy of ``arr`` in Arrow's own memory.  A column that still points into a record batch
     DuckDB exported keeps the *whole* batch (every nested level2 update) alive while it waits to
-    be written, which made memory grow with the input."""
+    be written, which made memory grow with the input: every output column is either computed
+    (a new buffer) or passed through here."""
     return pa.concat_arrays([arr, arr.slice(0, 0)])
 
 
@@ -96,13 +97,13 @@ def _ts_us(arr: pa.Array) -> pa.Array:
     """-> timestamp[us, UTC]: DuckDB's TIMESTAMPTZ (a relabelling), or RFC 3339 strings (another
     engine's batches) parsed to nanoseconds and truncated."""
     if pa.types.is_timestamp(arr.type):
-        return pc.cast(arr, TS_US)
+        return _own(pc.cast(arr, TS_US))
     return pc.cast(pc.cast(arr, TS_NS), TS_US, safe=False)
 
 
 def _f64(arr: pa.Array) -> pa.Array:
     """-> float64 (DuckDB's reader already parsed the decimal strings; other engines may not)."""
-    return arr if pa.types.is_float64(arr.type) else pc.cast(arr, pa.float64())
+    return _own(arr) if pa.types.is_float64(arr.type) else pc.cast(arr, pa.float64())
 
 
 class _Exploded:

@@ -131,3 +131,34 @@ def test_scheduler_delegates_jobs_and_driver_keeps_manifest(tmp_path: Path, monk
     assert seen == {"address": "tcp://10.0.0.1:8786", "engines": {"cpu"}, "manifest_during": False}
     assert summary.converted == 2
     assert len(Manifest.load(tmp_path / "s").entries) == 2
+
+
+def _buffer_ranges(arr: Any) -> list[tuple[int, int]]:
+    out = [(b.address, b.address + b.size) for b in arr.buffers() if b is not None and b.size]
+    return out
+
+
+def test_engine_output_owns_its_memory(tmp_path: Path) -> None:
+    """No output column points into DuckDB's exported batch (that kept whole batches alive and
+    made memory grow with the input)."""
+    import pyarrow as pa
+
+    from mktpred.convert.cpu_engine import _sql
+
+    src = tmp_path / "seg.jsonl"
+    write_segment(src, SynthSpec(seed=4, snapshot_levels=50), n_lines=400)
+    engine = CpuEngine()
+    try:
+        batch = engine.con.sql(_sql(src, None)).arrow().read_next_batch()
+        inputs = [r for col in batch.columns for r in _buffer_ranges(col)]
+        out = engine.convert_frames(batch)
+    finally:
+        engine.close()
+    assert set(out.tables) == {"l2", "ticker", "trades", "messages"}
+    for name, table in out.tables.items():
+        for col_name, col in zip(table.column_names, table.columns, strict=True):
+            for chunk in col.chunks:
+                for lo, hi in _buffer_ranges(chunk):
+                    shared = [r for r in inputs if lo < r[1] and r[0] < hi]
+                    assert not shared, f"{name}.{col_name} shares memory with the input batch"
+        assert isinstance(table, pa.Table)
