@@ -134,7 +134,7 @@ def test_drop_reconnects_with_a_new_conn_and_resubscribes(tmp_path: Path) -> Non
     """An abrupt TCP drop: reconnect, resubscribe every channel, new conn id, nothing lost or repeated."""
     with SimulatedExchange(products=list(PRODUCTS), rate=400.0, seed=4, depth=300, record_sent=True,
                            faults=[parse_fault("drop:after=150")]) as sim, recording(sim, tmp_path) as run:
-        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and s.connections()[1].frames_sent >= 100, WAIT)
+        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and run.collector.stats[0].frames >= 150 + 100, WAIT)
         result = run.finish()
         logs = sim.connections()
     conns = by_conn(lines_of(tmp_path))
@@ -221,7 +221,8 @@ def test_malformed_frame_kept_raw_and_duplicate_counted(tmp_path: Path) -> None:
 def test_oversized_8mb_snapshot_is_recorded_whole(tmp_path: Path) -> None:
     """An 8 MiB level2 snapshot frame passes and lands on disk byte-identical."""
     with SimulatedExchange(products=["BTC-USD"], rate=100.0, seed=8, depth=100, record_sent=True,
-                           faults=[parse_fault("oversized:mb=8,times=1")]) as sim, \
+                           # 8.6: the simulator's padding estimate may fall ~0.5 MiB short of what is asked
+                           faults=[parse_fault("oversized:mb=8.6,times=1")]) as sim, \
             recording(sim, tmp_path, products=("BTC-USD",), stall_timeout_s=5.0) as run:
         assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent >= 40, WAIT)
         result = run.finish()
