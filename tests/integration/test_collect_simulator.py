@@ -155,7 +155,7 @@ def test_stall_watchdog_reconnects_within_the_timeout(tmp_path: Path) -> None:
     with SimulatedExchange(products=list(PRODUCTS), rate=300.0, seed=5, depth=200, record_sent=True,
                            faults=[parse_fault("stall:seconds=20,after=120")]) as sim, \
             recording(sim, tmp_path, stall_timeout_s=1.0) as run:
-        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and s.connections()[1].frames_sent >= 50, WAIT)
+        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and run.collector.stats[0].frames >= 120 + 50, WAIT)
         result = run.finish()
         logs = sim.connections()
     conns = by_conn(lines_of(tmp_path))
@@ -177,7 +177,7 @@ def test_gap_is_recorded_with_its_range_and_level2_is_resubscribed(tmp_path: Pat
                            faults=[parse_fault("gap:every=250,size=4")]) as sim, recording(sim, tmp_path) as run:
         assert sim.wait_for(lambda s: bool(s.fault_log), WAIT)
         fault = sim.fault_log[0]
-        assert sim.wait_for(lambda s: s.connections()[0].frames_sent >= fault.at_frame + 200, WAIT)
+        assert sim.wait_for(lambda s: run.collector.stats[0].frames >= fault.at_frame + 200, WAIT)
         result = run.finish()
     lines = lines_of(tmp_path)
     gaps = events_of(lines, "gap")
@@ -202,7 +202,7 @@ def test_malformed_frame_kept_raw_and_duplicate_counted(tmp_path: Path) -> None:
     faults = [parse_fault("malformed:after=80"), parse_fault("duplicate:after=160")]
     with SimulatedExchange(products=list(PRODUCTS), rate=400.0, seed=7, depth=200, record_sent=True,
                            faults=faults) as sim, recording(sim, tmp_path) as run:
-        assert sim.wait_for(lambda s: len(s.fault_log) == 2 and s.connections()[0].frames_sent >= 250, WAIT)
+        assert sim.wait_for(lambda s: len(s.fault_log) == 2 and run.collector.stats[0].frames >= 250, WAIT)
         result = run.finish()
         sent = list(sim.connections()[0].sent)
     lines = lines_of(tmp_path)
@@ -224,7 +224,7 @@ def test_oversized_8mb_snapshot_is_recorded_whole(tmp_path: Path) -> None:
                            # 8.6: the simulator's padding estimate may fall ~0.5 MiB short of what is asked
                            faults=[parse_fault("oversized:mb=8.6,times=1")]) as sim, \
             recording(sim, tmp_path, products=("BTC-USD",), stall_timeout_s=5.0) as run:
-        assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent >= 40, WAIT)
+        assert sim.wait_for(lambda s: run.collector.stats[0].frames >= 40, WAIT)
         result = run.finish()
         sent = list(sim.connections()[0].sent)
     big = [f for f in sent if len(f) >= 8 * 2**20]
@@ -242,7 +242,7 @@ def test_midnight_rotation_splits_into_two_sealed_segments(tmp_path: Path) -> No
             recording(sim, tmp_path, clock=clock) as run:
         assert sim.wait_for(lambda s: clock.now_ns() % NS_PER_DAY > 1_000_000_000 and clock.now_ns() % NS_PER_DAY
                             < NS_PER_DAY // 2 and bool(s.connections()), WAIT)
-        assert sim.wait_for(lambda s: s.connections()[0].frames_sent >= 500, WAIT)
+        assert sim.wait_for(lambda s: run.collector.stats[0].frames >= 500, WAIT)
         result = run.finish()
         sent = list(sim.connections()[0].sent)
     segs = sorted(tmp_path.glob("coinbase_*.jsonl"))
