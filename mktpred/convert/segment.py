@@ -20,12 +20,14 @@ import queue
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import zstandard
 
 from mktpred.convert.engine import (
     ENGINE_TABLES,
@@ -48,7 +50,7 @@ from mktpred.convert.segments import (
     iter_chunks,
     split_name,
 )
-from mktpred.errors import DataError, OutputNotWritable, UsageError
+from mktpred.errors import DataError, OutputNotWritable, RuntimeFailure, UsageError
 from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
 
@@ -111,6 +113,10 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+#: lines the Python validator passes but the engine rejects, per segment, before giving up
+MAX_ENGINE_ONLY_REJECTS = 1000
 
 
 class _Fallback(Exception):
@@ -181,13 +187,15 @@ class SegmentConverter:
         self.chunk_bytes = chunk_bytes
         self.on_bytes = on_bytes
         self.mode = "direct"
+        self.engine_only_rejects = 0
 
     # -- direct -----------------------------------------------------------------------------------
     def direct(self) -> ReadStats:
         specials: list[tuple[int, str]] = []
         base = 0
+        cancel = threading.Event()
         with ThreadPoolExecutor(1, thread_name_prefix="mktpred-hash") as pool:
-            counted = pool.submit(hash_and_count, self.seg)
+            counted = pool.submit(hash_and_count, self.seg, cancel)
             try:
                 for batch in prefetch(self.engine.convert_file(self.seg.path)):
                     check_tables(batch.tables)
@@ -198,9 +206,14 @@ class SegmentConverter:
                         # the hash pass runs ahead and knows the line count: report the share done
                         self.on_bytes(self.seg.size * min(base, counted.result().lines) // counted.result().lines)
             except OutputNotWritable:
+                cancel.set()
                 raise
             except Exception as exc:
+                cancel.set()
                 raise _Fallback(str(exc)) from None
+            except BaseException:  # Ctrl-C: do not wait for the hash of a large file
+                cancel.set()
+                raise
             stats = counted.result()
         if stats.lines != base:
             raise _Fallback(f"the engine read {base} records of {stats.lines} lines")
@@ -220,9 +233,13 @@ class SegmentConverter:
 
     def _run_engine(self, data: Iterable[bytes], expected_lines: int) -> list[EngineBatch]:
         path = self.staging / "chunk.jsonl"
-        with open(path, "wb") as fh:
-            for piece in data:
-                fh.write(piece)
+        try:
+            with open(path, "wb") as fh:
+                for piece in data:
+                    fh.write(piece)
+        except OSError as exc:
+            raise OutputNotWritable(f"cannot write the staging file: {exc.strerror or exc}",
+                                    where=str(self.staging)) from None
         batches = list(self.engine.convert_file(path))
         for b in batches:
             check_tables(b.tables)
@@ -279,6 +296,11 @@ class SegmentConverter:
         except Exception as exc:
             if len(lines) == 1:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.engine_only_rejects += 1
+                if self.engine_only_rejects > MAX_ENGINE_ONLY_REJECTS:
+                    # Not bad lines but a broken engine: stop rather than quarantine everything.
+                    raise RuntimeFailure(f"the {self.engine.name} engine rejects lines the validator accepts "
+                                         f"(line {numbers[0]}: {msg})", where=str(self.seg.path)) from None
                 self.sink.quarantine.add(numbers[0], f"rejected by the {self.engine.name} engine: {msg}", lines[0])
                 return
             mid = len(lines) // 2
@@ -325,7 +347,7 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
         sink.finish()
         outputs = writer.commit()
         quarantine.commit()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         writer.abort()
         quarantine.abort()
         if isinstance(exc, OSError) and exc.filename and str(store_root) in str(exc.filename):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,8 +169,10 @@ def iter_chunks(segment: Segment, chunk_bytes: int, stats: ReadStats) -> Iterato
         stats.raw_bytes = hreader.bytes_read
 
 
-def hash_and_count(segment: Segment) -> ReadStats:
-    """One streaming pass: content hash and line count (used beside an engine that reads the file)."""
+def hash_and_count(segment: Segment, cancel: threading.Event | None = None) -> ReadStats:
+    """One streaming pass: content hash and line count (used beside an engine that reads the file).
+
+    Returns early (with partial figures) once ``cancel`` is set."""
     stats = ReadStats()
     with open(segment.path, "rb") as fh:
         hreader = HashingReader(fh)
@@ -177,6 +180,8 @@ def hash_and_count(segment: Segment) -> ReadStats:
         lines = 0
         last = b"\n"
         while block := stream.read(_READ_BLOCK):
+            if cancel is not None and cancel.is_set():
+                return stats
             lines += block.count(b"\n")
             last = block[-1:]
         if last != b"\n":

@@ -126,3 +126,46 @@ def test_too_many_invalid_lines_is_reported(tmp_path: Path) -> None:
         summary.check()
     assert info.value.exit_code == 1
     run_convert(cfg, force=True, max_invalid=len(CASES)).check()
+
+
+class _BrokenEngine(CpuEngine):
+    """An engine that rejects everything (a bug, not bad data)."""
+
+    def convert_file(self, path: Path):  # type: ignore[no-untyped-def]
+        raise RuntimeError("engine bug")
+        yield  # pragma: no cover
+
+
+def test_a_broken_engine_stops_instead_of_quarantining_everything(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines the validator accepts but the engine keeps rejecting end the segment with exit 3."""
+    import mktpred.convert.segment as segment_mod
+    from mktpred.errors import RuntimeFailure
+
+    monkeypatch.setattr(segment_mod, "MAX_ENGINE_ONLY_REJECTS", 2)
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [l2(i) for i in range(6)])
+    engine = _BrokenEngine()
+    try:
+        with pytest.raises(RuntimeFailure, match="rejects lines the validator accepts") as info:
+            convert_one(segment_of(src), engine, tmp_path / "store", chunk_bytes=1 << 20, compression="zstd",
+                        compression_level=3, row_group_rows=100, staging_root=tmp_path / "stage")
+    finally:
+        engine.close()
+    assert info.value.exit_code == 3
+    assert not list((tmp_path / "store").rglob("*.parquet")) and not list((tmp_path / "store").rglob("*.tmp"))
+
+
+def test_corrupt_compressed_segment_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    """A .jsonl.gz that does not decompress is reported as a failed segment (exit 1); others convert."""
+    raw = tmp_path / "raw"
+    write(raw / f"{STEM}.jsonl", [l2(0)])
+    (raw / "coinbase_20260809T220000Z.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage" * 50)
+    cfg = Config()
+    cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=raw, parquet_dir=tmp_path / "store"))
+    summary = run_convert(cfg)
+    assert summary.converted == 1 and summary.failed == 1
+    assert summary.failures[0].source.endswith(".jsonl.gz")
+    with pytest.raises(Exception) as info:
+        summary.check()
+    assert getattr(info.value, "exit_code", None) == 1
