@@ -135,14 +135,22 @@ def iter_chunks(segment: Segment, chunk_bytes: int, stats: ReadStats) -> Iterato
 
     Fills ``stats`` (lines, torn tail, content hash of the file as stored) when exhausted.  A line
     longer than ``chunk_bytes`` makes its chunk longer; memory stays bounded by the longest line.
+    A ``.part`` segment is read up to the size it had when discovered, even if the recorder keeps
+    appending (so size, hash and content in the manifest agree).
     """
     with open(segment.path, "rb") as fh:
         hreader = HashingReader(fh)
         stream = open_decompressed(hreader, segment.compression)  # type: ignore[arg-type]
         carry = b""
         line_no = 1
+        left = segment.size if segment.partial else -1
         while True:
-            block = stream.read(chunk_bytes)
+            if left == 0:
+                break
+            want = chunk_bytes if left < 0 else min(chunk_bytes, left)
+            block = stream.read(want)
+            if left > 0:
+                left -= len(block)
             if not block:
                 break
             data = carry + block if carry else block
@@ -162,7 +170,7 @@ def iter_chunks(segment: Segment, chunk_bytes: int, stats: ReadStats) -> Iterato
                 yield LineChunk(carry + b"\n", line_no, 1, hreader.bytes_read)
                 line_no += 1
         # Drain whatever the decompressor did not need (trailing bytes) so the hash covers the file.
-        while fh.readable() and hreader.read(_READ_BLOCK):
+        while not segment.partial and hreader.read(_READ_BLOCK):
             pass
         stats.lines = line_no - 1
         stats.hash = hreader.hexdigest()

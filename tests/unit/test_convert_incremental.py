@@ -154,3 +154,37 @@ def test_killed_process_then_rerun_equals_clean_run(tmp_path: Path) -> None:
     again = run_convert(config(raw, store))
     assert again.converted + again.skipped == 3
     assert snapshot(store) == snapshot(clean)
+
+
+def test_part_segment_then_sealed_takes_over(tmp_path: Path) -> None:
+    """A .part converted with --include-latest is replaced by its sealed file: one entry, new rows."""
+    raw = tmp_path / "raw"
+    stem = STEMS[0]
+    part = raw / f"{stem}.jsonl.part"
+    write_segment(part, SynthSpec(seed=5, snapshot_levels=50), n_lines=300)
+    with open(part, "ab") as fh:
+        fh.write(b'{"recv_ns": 1, "conn": "c1", "msg": {"chan')  # torn tail of a crash or a live writer
+    cfg = config(raw, tmp_path / "store")
+    first = run_convert(cfg, include_latest=True)
+    assert (first.converted, first.lines, first.truncated) == (1, 300, 1)
+    assert run_convert(cfg, include_latest=True).skipped == 1  # unchanged .part: skipped
+
+    sealed = raw / f"{stem}.jsonl"
+    write_segment(sealed, SynthSpec(seed=5, snapshot_levels=50), n_lines=500)
+    part.unlink()
+    second = run_convert(cfg, include_latest=True)
+    assert (second.converted, second.lines, second.truncated) == (1, 500, 0)
+    (entry,) = Manifest.load(tmp_path / "store").entries.values()
+    assert entry.source == str(sealed.resolve()) and not entry.partial and entry.lines == 500
+    msgs = pq.read_table(tmp_path / "store" / "messages" / "date=2026-08-09" / f"{stem}.parquet")
+    assert msgs.num_rows == 500 - 2  # two lines are collector events
+
+
+def test_same_stem_twice_converts_one_and_notes_the_other(tmp_path: Path) -> None:
+    """x.jsonl beside an archived x.jsonl.gz: the plain file is converted, the other is noted."""
+    raw = tmp_path / "raw"
+    write_segment(raw / f"{STEMS[0]}.jsonl", SynthSpec(seed=1, snapshot_levels=50), n_lines=100)
+    write_segment(raw / f"{STEMS[0]}.jsonl.gz", SynthSpec(seed=1, snapshot_levels=50), n_lines=100)
+    summary = run_convert(config(raw, tmp_path / "store"))
+    assert summary.converted == 1 and summary.segments[0].source.endswith(".jsonl")
+    assert summary.notes == [f"{STEMS[0]}.jsonl.gz: skipped, {STEMS[0]}.jsonl has the same stem"]
