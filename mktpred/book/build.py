@@ -144,7 +144,7 @@ class _DayWriter:
                 try:
                     final.parent.mkdir(parents=True, exist_ok=True)
                     w = pq.ParquetWriter(str(final) + TMP_SUFFIX, self.schema, compression=self.compression,
-                                         compression_level=self.level)
+                                         compression_level=self.level, write_page_checksum=True)
                 except OSError as exc:
                     raise OutputNotWritable(f"cannot write the book table: {exc.strerror}",
                                             where=str(final.parent)) from None

@@ -76,6 +76,8 @@ def simulate_command(
     log.setLevel(logging.INFO)
     old_term = signal.signal(signal.SIGTERM, _sigterm) if threading.current_thread() is threading.main_thread() \
         else None
+    if old_term is not None:  # a shell's `cmd &` starts us with SIGINT ignored; Ctrl-C/kill -INT must still stop
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sim.start()
         what = (f"replay of {replay} at speed {speed:g}" if replay is not None

@@ -256,10 +256,21 @@ class Renderer:
         frame is at least that long (the ``oversized`` fault)."""
         pm = self.model.products[product]
         book = pm.book
-        if pad_bytes:
-            per_level = 110
-            have = 120 + per_level * (len(book.bids) + len(book.asks))
-            extra = max(0, (pad_bytes - have) // per_level + 1000)
+        et = ts_us(now_ns)
+        dec = pm.price_decimals
+        lv = self._level
+
+        def levels() -> list[str]:
+            rows = [lv(BID, et, scaled(p, dec), scaled(book.bids[p], SIZE_DECIMALS)) for p in reversed(book.bid_px)]
+            rows += [lv(ASK, et, scaled(p, dec), scaled(book.asks[p], SIZE_DECIMALS)) for p in book.ask_px]
+            return rows
+
+        rows = levels()
+        # Pad with deep levels until the encoded rows really reach pad_bytes (level lengths vary with
+        # the trimmed digits, so measure rather than estimate).
+        while pad_bytes and sum(len(r) + 1 for r in rows) < pad_bytes:
+            shortest = min((len(r) for r in rows), default=80)
+            extra = (pad_bytes - sum(len(r) + 1 for r in rows)) // shortest + 100
             lo = book.bid_px[0] if book.bid_px else 2
             for i in range(extra):
                 if i % 2 == 0 and lo > 1:
@@ -268,11 +279,7 @@ class Renderer:
                 else:
                     hi = book.ask_px[-1] + 1
                     book.set(ASK, hi, pm.rand_size())
-        et = ts_us(now_ns)
-        dec = pm.price_decimals
-        lv = self._level
-        rows = [lv(BID, et, scaled(p, dec), scaled(book.bids[p], SIZE_DECIMALS)) for p in reversed(book.bid_px)]
-        rows += [lv(ASK, et, scaled(p, dec), scaled(book.asks[p], SIZE_DECIMALS)) for p in book.ask_px]
+            rows = levels()
         events = f'[{{"type":"snapshot","product_id":"{product}","updates":[{",".join(rows)}]}}]'
         return data_frame("l2_data", ts_now(), events)
 

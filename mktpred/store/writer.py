@@ -140,7 +140,9 @@ class PartitionedWriter:
                 f.tmp.parent.mkdir(parents=True, exist_ok=True)
                 f.writer = pq.ParquetWriter(f.tmp, f.schema, compression=self.compression,
                                             compression_level=self.level,
-                                            use_dictionary=_dictionary_columns(f.schema))
+                                            use_dictionary=_dictionary_columns(f.schema),
+                                            # page CRCs let `validate` catch flipped bytes that still decode
+                                            write_page_checksum=True)
             data = pa.concat_tables(f.pending) if len(f.pending) > 1 else f.pending[0]
             f.writer.write_table(data, row_group_size=max(self.row_group_rows, data.num_rows))
         except OSError as exc:

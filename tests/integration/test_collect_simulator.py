@@ -221,8 +221,7 @@ def test_malformed_frame_kept_raw_and_duplicate_counted(tmp_path: Path) -> None:
 def test_oversized_8mb_snapshot_is_recorded_whole(tmp_path: Path) -> None:
     """An 8 MiB level2 snapshot frame passes and lands on disk byte-identical."""
     with SimulatedExchange(products=["BTC-USD"], rate=100.0, seed=8, depth=100, record_sent=True,
-                           # 8.6: the simulator's padding estimate may fall ~0.5 MiB short of what is asked
-                           faults=[parse_fault("oversized:mb=8.6,times=1")]) as sim, \
+                           faults=[parse_fault("oversized:mb=8,times=1")]) as sim, \
             recording(sim, tmp_path, products=("BTC-USD",), stall_timeout_s=5.0) as run:
         assert sim.wait_for(lambda s: run.collector.stats[0].frames >= 40, WAIT)
         result = run.finish()
