@@ -39,6 +39,7 @@ class SourceEntry:
     mktpred_version: str = ""
     converted_at: str = ""  #: ISO-8601 UTC
     partial: bool = False  #: converted from a ``.part`` segment (--include-latest)
+    csv_format: str = ""  #: csv2parquet: how the CSV file was read (``tardis:trades``, ...); "" for raw segments
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceEntry:
