@@ -32,7 +32,8 @@ def validate_command(
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Check the Parquet store (schema, row counts, nulls, partitions, sequence gaps, coverage).
+    """Check the Parquet store (schema, row counts, nulls, partitions, sequence gaps, coverage;
+    with a book table, its files and the audit of the rebuilt top of book against the ticker).
 
     Exit 0 when every check passes (warnings allowed), 1 when any fails, 2 when there is no store.
 
@@ -42,8 +43,9 @@ def validate_command(
     cfg = load_config(config, {"paths.parquet_dir": parquet_dir, "validate.max_silence_s": max_silence})
     term = Terminal()
     with term.progress("validate") as progress:
-        report = validate_store(cfg.paths.parquet_dir, raw_dir=raw_dir,
-                                max_silence_s=cfg.validate.max_silence_s, progress=progress)
+        report = validate_store(cfg.paths.parquet_dir, raw_dir=raw_dir, max_silence_s=cfg.validate.max_silence_s,
+                                audit_window_ms=cfg.book.audit_window_ms,
+                                audit_threshold=cfg.book.audit_threshold, progress=progress)
     if as_json:
         term.json(report.to_dict())
     else:

@@ -24,10 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mktpred.book.table import BOOK_TABLE
 from mktpred.coinbase.timestamps import format_iso_ns
 from mktpred.progress import Progress, ProgressCallback
-from mktpred.store.schemas import REQUIRED_COLUMNS, TABLE_SCHEMAS
-from mktpred.validate.inventory import DataFile, Inventory, _first_line
+from mktpred.store.schemas import REQUIRED_COLUMNS
+from mktpred.validate.inventory import KNOWN_TABLES, DataFile, Inventory, _first_line
 from mktpred.validate.report import CheckResult, Finding
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -40,8 +41,11 @@ SIZE_COLUMNS: dict[str, tuple[str, ...]] = {
     "l2": ("size",), "trades": ("size",), "ticker": ("volume_24h", "best_bid_size", "best_ask_size"),
 }
 SIDE_COLUMNS: dict[str, tuple[str, ...]] = {"l2": ("side",), "trades": ("side",)}
-#: allowed ``side`` values per table.  DESIGN.md says bid/ask; ``convert`` writes trades' side as
-#: Coinbase sends it (BUY/SELL, the maker's side) until the contract settles which it is.
+#: ``book``: required columns; its level prices / sizes are checked like the above where not null
+#: (null = the book had fewer levels)
+BOOK_REQUIRED = ("time", "product_id", "valid", "crossed")
+#: allowed ``side`` values per table.  The contract's bid/ask applies to l2; trades keep Coinbase's
+#: own BUY/SELL (the lead's decision), and bid/ask there is accepted too.
 SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL")}
 DATA_TABLES = ("l2", "ticker", "trades")
 
@@ -96,8 +100,19 @@ class DuplicateGroup:
 DUPLICATE_SCOPE: dict[str, str] = {"l2": "conn IS NULL OR seq IS NULL"}
 
 
-def _hash_expr(table: str) -> str:
-    return "hash(" + ", ".join(_q(c) for c in TABLE_SCHEMAS[table].names) + ")"
+def _hash_expr(names: list[str]) -> str:
+    return "hash(" + ", ".join(_q(c) for c in names) + ")"
+
+
+def _required(table: str) -> tuple[str, ...]:
+    return BOOK_REQUIRED if table == BOOK_TABLE else REQUIRED_COLUMNS.get(table, ())
+
+
+def _level_columns(table: str, names: list[str], kind: str) -> tuple[str, ...]:
+    """The columns that must be valid prices (``kind="price"``) or sizes in a file with ``names``."""
+    if table == BOOK_TABLE:
+        return tuple(n for n in names if n.startswith((f"bid_{kind}_", f"ask_{kind}_")))
+    return (PRICE_COLUMNS if kind == "price" else SIZE_COLUMNS).get(table, ())
 
 
 def _scope(table: str) -> str:
@@ -116,7 +131,7 @@ def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | No
         schema = f.schema if f.schema is not None else pq.read_schema(f.path)
         strings = [n for n in schema.names if pa.types.is_string(schema.field(n).type)]
         pf = pq.ParquetFile(f.path, page_checksum_verification=True, read_dictionary=strings)
-        hash_sql = f"SELECT {_hash_expr(f.table)} AS h FROM batch WHERE true{_scope(f.table)}" \
+        hash_sql = f"SELECT {_hash_expr(schema.names)} AS h FROM batch WHERE true{_scope(f.table)}" \
             if f.schema_ok else ""
         for i in range(pf.num_row_groups):
             batch = pf.read_row_group(i, use_threads=False)
@@ -151,11 +166,11 @@ def _decode_group(con: duckdb.DuckDBPyConnection, group: DuplicateGroup) -> Dupl
 def _duplicate_example(con: duckdb.DuckDBPyConnection, group: DuplicateGroup, hashes: np.ndarray) -> str:
     """Where the first duplicated rows are (file and row numbers), read back for the report."""
     files = [str(f.path) for f in group.files if f.usable]
-    cols = TABLE_SCHEMAS[group.table].names
+    cols = next(f.schema.names for f in group.files if f.usable and f.schema is not None)
     key = ", ".join(c for c in ("conn", "seq") if c in cols)
     rows = con.execute(
         f"SELECT filename, file_row_number, epoch_ns(time) {', ' + key if key else ''} "
-        f"FROM {scan('filename', 'file_row_number')} WHERE {_hash_expr(group.table)} "
+        f"FROM {scan('filename', 'file_row_number')} WHERE {_hash_expr(cols)} "
         f"IN (SELECT unnest(?::UBIGINT[])){_scope(group.table)} ORDER BY 1, 2 LIMIT 6",
         [files, [int(h) for h in hashes]]).fetchall()
     by_name = {str(f.path): f.rel for f in group.files}
@@ -217,18 +232,17 @@ class TableStats:
     error: str | None = None
 
 
-def _aggregate_sql(table: str, files: list[str]) -> str:
-    cols = TABLE_SCHEMAS[table].names
+def _aggregate_sql(table: str, cols: list[str]) -> str:
     keys = ["filename"] + (["product_id"] if "product_id" in cols else []) + ["conn"]
     aggs = ["count(*) AS n", "min(epoch_ns(time)) AS t_min", "max(epoch_ns(time)) AS t_max"]
     if table == "messages":  # rows the frames say they carried, per channel (the rows check)
         keys.append("channel")
         aggs.append("sum(n_rows) AS frame_rows")
-    for c in REQUIRED_COLUMNS.get(table, ()):
+    for c in _required(table):
         aggs.append(f"count(*) FILTER (WHERE {_q(c)} IS NULL) AS {_q('null:' + c)}")
-    for c in PRICE_COLUMNS.get(table, ()):
+    for c in _level_columns(table, cols, "price"):
         aggs.append(f"count(*) FILTER (WHERE {_bad_price(c)}) AS {_q('price:' + c)}")
-    for c in SIZE_COLUMNS.get(table, ()):
+    for c in _level_columns(table, cols, "size"):
         aggs.append(f"count(*) FILTER (WHERE {_bad_size(c)}) AS {_q('size:' + c)}")
     for c in SIDE_COLUMNS.get(table, ()):
         aggs.append(f"count(*) FILTER (WHERE {_bad_side(c, table)}) AS {_q('side:' + c)}")
@@ -238,19 +252,23 @@ def _aggregate_sql(table: str, files: list[str]) -> str:
 
 
 def aggregate(con: duckdb.DuckDBPyConnection, inv: Inventory) -> dict[str, TableStats]:
-    """One grouped query per table over its usable files."""
+    """One grouped query per table over its usable files (per depth for ``book``, whose files may
+    differ in their level columns)."""
     out: dict[str, TableStats] = {}
-    tables = [t for t in TABLE_SCHEMAS if inv.usable(t)]
+    tables = [t for t in KNOWN_TABLES if inv.usable(t)]
     for table in tables:
         files = inv.usable(table)
         stats = TableStats(table)
-        paths = [str(f.path) for f in files]
-        try:
-            cur = con.execute(_aggregate_sql(table, paths), [paths])
-            names = [d[0] for d in cur.description]
-            stats.groups = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        except duckdb.Error as exc:  # decoded a moment ago, so this is not expected
-            stats.error = _first_line(exc)
+        by_columns: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for f in files:
+            by_columns[tuple(f.schema.names if f.schema is not None else ())].append(str(f.path))
+        for cols, paths in by_columns.items():
+            try:
+                cur = con.execute(_aggregate_sql(table, list(cols)), [paths])
+                names = [d[0] for d in cur.description]
+                stats.groups += [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except duckdb.Error as exc:  # decoded a moment ago, so this is not expected
+                stats.error = _first_line(exc)
         by_path = {str(f.path): f.rel for f in files}
         for g in stats.groups:
             g["rel"] = by_path.get(g["filename"], g["filename"])

@@ -2,7 +2,8 @@
 
 Order (cheapest first; each later step reads only files the earlier ones found usable):
 footers (schema, rows) -> manifest -> decode every file (readability, duplicates) -> one grouped
-aggregate per table (partitions, nulls, values, coverage spans) -> sequence -> coverage -> raw dir.
+aggregate per table (partitions, nulls, values, coverage spans) -> sequence -> coverage -> the
+``book`` audit (when the store has a ``book`` table) -> raw dir.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from mktpred.errors import DataError, UsageError
 from mktpred.progress import ProgressCallback, no_progress
 from mktpred.store.manifest import Manifest
-from mktpred.validate import content, coverage, frames, inventory, manifest_checks, raw, sequence
+from mktpred.validate import book_audit, content, coverage, frames, inventory, manifest_checks, raw, sequence
 from mktpred.validate.report import CheckResult, Finding, ValidationReport
 
 
@@ -23,15 +24,26 @@ def validate_store(
     *,
     raw_dir: Path | None = None,
     max_silence_s: float = 5.0,
+    audit_window_ms: int = 500,
+    audit_threshold: float = 0.99,
     threads: int | None = None,
     progress: ProgressCallback = no_progress,
 ) -> ValidationReport:
     """Check the store at ``parquet_dir`` (and, with ``raw_dir``, that every sealed segment was
     converted).  Problems in the data are reported, never raised; ``UsageError`` when there is no
-    store (or no raw dir) to check."""
+    store (or no raw dir) to check, or the audit settings are out of range.
+
+    With a ``book`` table, ``book_audit`` compares the top of book rebuilt from ``l2`` with the
+    ticker: it fails when a product's match rate within ±``audit_window_ms`` is below
+    ``audit_threshold``."""
     start = time.monotonic()
     if not parquet_dir.is_dir():
         raise UsageError(f"no Parquet store at {parquet_dir}", where="--parquet-dir")
+    if audit_window_ms < 0:
+        raise UsageError(f"the audit window must be >= 0 ms, got {audit_window_ms}", where="book.audit_window_ms")
+    if not 0 <= audit_threshold <= 1:
+        raise UsageError(f"the audit threshold must be between 0 and 1, got {audit_threshold}",
+                         where="book.audit_threshold")
     if raw_dir is not None and not raw_dir.is_dir():
         raise UsageError(f"raw directory not found: {raw_dir}", where="--raw-dir")
     inv = inventory.scan_store(parquet_dir)
@@ -91,6 +103,10 @@ def validate_store(
     finally:
         con.close()
     checks += [seq.check, cov.coverage, cov.heartbeats]
+    audit = book_audit.check_book_audit(inv, stats, window_ms=audit_window_ms, threshold=audit_threshold)
+    if audit is not None:
+        checks.append(audit)
+        mark("book_audit")
 
     report = ValidationReport(store=str(parquet_dir), raw_dir=None if raw_dir is None else str(raw_dir),
                               max_silence_s=max_silence_s)

@@ -14,9 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mktpred.book.table import BOOK_TABLE, MAX_DEPTH, book_schema, depth_of
 from mktpred.store.layout import MANIFEST_NAME, QUARANTINE_DIR, TMP_SUFFIX
 from mktpred.store.schemas import TABLE_SCHEMAS
 from mktpred.validate.report import CheckResult, Finding, Status
+
+#: tables derived from the contract tables by later stages (``mktpred book``); checked like the
+#: others, against the schema their own module defines
+DERIVED_TABLES = (BOOK_TABLE,)
+KNOWN_TABLES = (*TABLE_SCHEMAS, *DERIVED_TABLES)
 
 _PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})\Z")
 _PART_SUFFIX = re.compile(r"-\d+\Z")
@@ -82,7 +88,7 @@ def scan_store(root: Path) -> Inventory:
             continue
         if name == QUARANTINE_DIR or name.startswith((".", "_")):
             continue
-        if name not in TABLE_SCHEMAS:
+        if name not in KNOWN_TABLES:
             inv.stray.append(Finding(f"{name}/", "not a table of the store contract (not checked)", Status.WARN))
             continue
         _scan_table(inv, entry)
@@ -126,7 +132,25 @@ def read_footers(inv: Inventory) -> None:
         except (OSError, pa.ArrowException, ValueError) as exc:
             f.error = _first_line(exc)
             continue
-        f.schema_ok = _schema_diff(f.schema, TABLE_SCHEMAS[f.table]) == ""
+        f.schema_ok = schema_problem(f.table, f.schema) == ""
+
+
+def contract_schema(table: str, actual: pa.Schema) -> pa.Schema:
+    """The schema a file of ``table`` must have; for ``book``, the one for the depth its columns imply."""
+    if table == BOOK_TABLE:
+        return book_schema(min(max(depth_of(actual), 1), MAX_DEPTH))
+    return TABLE_SCHEMAS[table]
+
+
+def schema_problem(table: str, actual: pa.Schema) -> str:
+    """Empty when ``actual`` is the contract schema of ``table``, else what differs."""
+    if table == BOOK_TABLE:
+        depth = depth_of(actual)
+        if depth == 0:
+            return "no level columns (bid_price_0 ...): not a book table"
+        if depth > MAX_DEPTH:
+            return f"{depth} levels per side, at most {MAX_DEPTH}"
+    return _schema_diff(actual, contract_schema(table, actual))
 
 
 def _schema_diff(actual: pa.Schema, expected: pa.Schema) -> str:
@@ -158,16 +182,25 @@ def check_readable(inv: Inventory) -> CheckResult:
 
 
 def check_schema(inv: Inventory) -> CheckResult:
-    """Each readable file's schema equals its table's contract exactly."""
+    """Each readable file's schema equals its table's contract exactly (``book``: for the depth its
+    columns imply; book files of different depths are a warning, since one dataset read of them
+    needs ``union_by_name``)."""
     findings: list[Finding] = []
     checked = 0
+    depths: dict[int, list[str]] = {}
     for f in inv.files:
         if f.schema is None:
             continue
         checked += 1
-        diff = _schema_diff(f.schema, TABLE_SCHEMAS[f.table])
+        diff = schema_problem(f.table, f.schema)
         if diff:
             findings.append(Finding(f.rel, diff))
+        elif f.table == BOOK_TABLE:
+            depths.setdefault(depth_of(f.schema), []).append(f.rel)
+    if len(depths) > 1:
+        mix = ", ".join(f"{d} levels: {len(rels)} files (e.g. {rels[0]})" for d, rels in sorted(depths.items()))
+        findings.append(Finding(f"{BOOK_TABLE}/", f"files of different depths ({mix})", Status.WARN,
+                                count=sum(len(r) for r in depths.values())))
     return CheckResult.from_findings("schema", findings, checked=checked,
                                      passed=f"{checked} files match the contract")
 

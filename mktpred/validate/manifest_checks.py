@@ -1,6 +1,12 @@
 """The store against its manifest: every listed output exists, every file is listed, and the rows
 per table and segment are what ``convert`` recorded and what the frames in ``messages`` carried
-(row counts come from the Parquet footers)."""
+(row counts come from the Parquet footers).
+
+Manifest entries are keyed by a source path (``convert``, ``csv2parquet``) or by another key
+(``mktpred book``: ``book:<product>:<date>``, kind ``"book"``); every entry's outputs and rows are
+checked the same way.  Only the tables the frames carry (:data:`CHANNEL_TABLE`) are compared with
+``messages.n_rows``: derived tables such as ``book`` are not.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ def check_outputs(inv: Inventory, manifest: Manifest) -> CheckResult:
     n_outputs = sum(len(e.outputs) for e in manifest.entries.values())
     return CheckResult.from_findings(
         "manifest_outputs", findings, checked=n_outputs + len(inv.files),
-        passed=f"{len(manifest.entries)} sources, {n_outputs} outputs, all present and listed")
+        passed=f"{len(manifest.entries)} manifest entries, {n_outputs} outputs, all present and listed")
 
 
 #: which frames (``messages.channel``) carry the rows of which table

@@ -75,6 +75,25 @@ def _ts(ns: np.ndarray, unit: str = "ns") -> pa.Array:
     return pa.array(ns.astype(np.int64), pa.timestamp(unit, tz="UTC"))
 
 
+def _ticker_top(px: np.ndarray, ticks: np.ndarray, prod: np.ndarray, l2_frame: np.ndarray, l2_prod: np.ndarray,
+                side: np.ndarray, l2_price: np.ndarray, n_products: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each ticker's best bid / ask: the top of the book the level2 frames before it built (the
+    ticker's price -/+ 0.01 before the product's first level2 frame), as ``mktpred book`` rebuilds it."""
+    best_bid, best_ask = px - 0.01, px + 0.01
+    for p in range(n_products):
+        rows = np.flatnonzero(l2_prod == p)
+        if not len(rows):
+            continue
+        top_bid = np.maximum.accumulate(np.where(side[rows] == 0, l2_price[rows], -np.inf))
+        top_ask = np.minimum.accumulate(np.where(side[rows] == 1, l2_price[rows], np.inf))
+        mine = np.flatnonzero(prod[ticks] == p)
+        before = np.searchsorted(l2_frame[rows], ticks[mine], side="left") - 1
+        ok = before >= 0
+        best_bid[mine[ok]] = top_bid[before[ok]]
+        best_ask[mine[ok]] = top_ask[before[ok]]
+    return best_bid, best_ask
+
+
 def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table]:
     """Every table's rows for one connection, in receive order."""
     fps = spec.frames_per_s
@@ -120,17 +139,22 @@ def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table
         hit = f[prod[f] == p]
         if len(hit):
             first_frame[hit[0]] = True
+    snap_rows = np.flatnonzero(first_frame[r])
+    side[snap_rows] = np.arange(len(snap_rows)) % 2  # a snapshot has both sides
+    l2_price = np.round(base[prod[r]] * (1 + (side * 2 - 1) * rng.random(m) * 1e-3), 2)
+    # never 0 (a removed level), so the book only grows and its top is a running max / min
+    l2_size = np.maximum(np.round(rng.exponential(0.5, m), 8), 1e-8)
     out["l2"] = pa.table({
         "recv_time": _ts(recv[r]), "time": _ts(t[r]), "event_time": _ts(t[r] // 1000, "us"),
         "conn": _strings(conn_dict, conn_idx[r]), "seq": pa.array(seq[r]),
         "product_id": _strings(products, prod[r]), "is_snapshot": pa.array(first_frame[r]),
         "side": _strings(np.array(["bid", "ask"]), side),
-        "price": pa.array(np.round(base[prod[r]] * (1 + (side * 2 - 1) * rng.random(m) * 1e-3), 2)),
-        "size": pa.array(np.round(rng.exponential(0.5, m), 8)),
+        "price": pa.array(l2_price), "size": pa.array(l2_size),
     }, schema=TABLE_SCHEMAS["l2"])
 
     f = np.flatnonzero(chan == 1)
     px = np.round(base[prod[f]] * (1 + rng.normal(0, 1e-4, len(f))), 2)
+    best_bid, best_ask = _ticker_top(px, f, prod, r, prod[r], side, l2_price, n_products)
     ones = np.ones(len(f))
     out["ticker"] = pa.table({
         "recv_time": _ts(recv[f]), "time": _ts(t[f]), "conn": _strings(conn_dict, conn_idx[f]),
@@ -138,8 +162,8 @@ def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table
         "is_snapshot": pa.array(np.zeros(len(f), dtype=bool)), "price": pa.array(px),
         "volume_24h": pa.array(ones * 1000.0), "low_24h": pa.array(px * 0.98),
         "high_24h": pa.array(px * 1.02), "low_52w": pa.array(px * 0.5), "high_52w": pa.array(px * 1.5),
-        "price_pct_chg_24h": pa.array(rng.normal(0, 1, len(f))), "best_bid": pa.array(px - 0.01),
-        "best_bid_size": pa.array(ones * 0.5), "best_ask": pa.array(px + 0.01),
+        "price_pct_chg_24h": pa.array(rng.normal(0, 1, len(f))), "best_bid": pa.array(best_bid),
+        "best_bid_size": pa.array(ones * 0.5), "best_ask": pa.array(best_ask),
         "best_ask_size": pa.array(ones * 0.25),
     }, schema=TABLE_SCHEMAS["ticker"])
 

@@ -130,3 +130,31 @@ def test_help_has_an_example() -> None:
     assert result.exit_code == 0
     for text in ("--parquet-dir", "--raw-dir", "--max-silence", "--json", "--config", "Example: mktpred validate"):
         assert text in result.stdout
+
+
+def test_book_audit_uses_the_book_config(tmp_path: Path) -> None:
+    """With a book table, book_audit runs; it fails (exit 1, worst mismatches listed) when a product's
+    match rate is below book.audit_threshold, and passes once the config lowers it."""
+    from mktpred.book import build_book
+
+    store = make(tmp_path)
+    build_book(store.root, depth=2, interval_ns=NS_PER_S)
+    code, out, err = invoke("--parquet-dir", str(store.root))
+    assert code == 0, out + err
+    assert re.search(r"│ book_audit +│ pass", out)
+    for path in (store.root / "ticker").glob("date=*/*.parquet"):  # every BTC-USD ticker off by 1.0
+        table = pq.read_table(path)
+        btc = [p == "BTC-USD" for p in table.column("product_id").to_pylist()]
+        bids = [b + 1.0 if m else b for b, m in zip(table.column("best_bid").to_pylist(), btc, strict=True)]
+        pq.write_table(table.set_column(table.schema.get_field_index("best_bid"), "best_bid",
+                                        pa.array(bids, pa.float64())), path)
+    code, out, err = invoke("--parquet-dir", str(store.root))
+    assert code == 1
+    assert "BTC-USD: 0/" in out and "tickers within ±500 ms (0.0%), below the threshold 99.00%" in out
+    assert "no match within ±500 ms" in out
+    assert err.strip().splitlines()[-1] == f"error: 1 check failed: book_audit ({store.root})"
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[paths]\nparquet_dir = "{store.root}"\n[book]\naudit_threshold = 0.0\naudit_window_ms = 50\n')
+    code, out, _ = invoke("--config", str(cfg), "--json")
+    audit = next(c for c in json.loads(out)["checks"] if c["name"] == "book_audit")
+    assert code == 0 and audit["status"] == "pass" and "within ±50 ms" in audit["details"]

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from mktpred.book import build_book
 from mktpred.collect import Collector, CollectSettings
 from mktpred.config import load_config
 from mktpred.convert.runner import run_convert
@@ -75,7 +76,8 @@ def copy_store(src: Store, dest: Path) -> Store:
     manifest = Manifest.load(out.root)
     moved = Manifest()
     for source, entry in manifest.entries.items():
-        entry.source = str((out.raw / Path(source).name).resolve())
+        if entry.kind == "raw":  # book entries are keyed book:<product>:<date>, not by a path
+            entry.source = str((out.raw / Path(source).name).resolve())
         moved.put(entry)
     moved.save(out.root)
     return out
@@ -212,3 +214,77 @@ def test_collector_gaps_are_known_and_drops_reconnect(tmp_path: Path) -> None:
     assert seq.status is Status.WARN
     assert report.gaps_total >= 2 and all(g.known and g.missing == 2 for g in report.gaps)
     assert max(r.conns for r in report.coverage) == 2
+
+
+# -- the book table: mktpred book on the simulator's store, and on the real capture ----------------
+
+@pytest.fixture(scope="module")
+def booked(pristine: Store, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The clean collected store after ``mktpred book`` (5 levels, every 100 ms)."""
+    out = copy_store(pristine, tmp_path_factory.mktemp("booked"))
+    result = build_book(out.root, depth=5, interval_ns=100_000_000)
+    assert sum(p.snapshots for p in result.products) > 0
+    return out
+
+
+def test_collected_store_with_book_passes(booked: Store, tmp_path: Path) -> None:
+    """collect + convert + book: every check passes, and book_audit finds every ticker at the same moment."""
+    store = copy_store(booked, tmp_path)
+    report = store.validate()
+    assert report.ok, [c.to_dict() for c in report.failed]
+    assert all(c.status is Status.PASS for c in report.checks if c.name not in ("coverage", "heartbeats"))
+    assert report.rows["book"] == sum(pq.read_metadata(p).num_rows for p in store.files("book")) > 0
+    audit = report.check("book_audit")
+    assert audit.checked > 20
+    n = f"{audit.checked:,}"
+    assert audit.details.startswith(f"{n}/{n} tickers match the rebuilt top of book within ±500 ms (100.0%), "
+                                    f"{n} at the same moment (100.0%)")
+
+
+def test_collected_store_book_damage(booked: Store, tmp_path: Path) -> None:
+    """On the collected store, a truncated book file fails readable alone, and l2 prices rewritten
+    for one product fail book_audit alone, naming that product."""
+    store = copy_store(booked, tmp_path)
+    victim = store.files("book")[0]
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])
+    report = store.validate()
+    assert [c.name for c in report.failed] == ["readable"]
+    assert report.check("readable").locations[0].startswith(f"{store.rel(victim)}: cannot be read")
+    victim.write_bytes(good)
+    l2 = _l2(store)
+    eth = pc.equal(pq.read_table(l2).column("product_id"), "ETH-USD")
+    _rewrite(l2, lambda t: t.set_column(t.schema.get_field_index("price"), "price",
+                                        pc.if_else(eth, pc.add(t.column("price"), 0.5), t.column("price"))))
+    report = store.validate()
+    assert [c.name for c in report.failed] == ["book_audit"]
+    audit = report.check("book_audit")
+    assert audit.details.startswith("ETH-USD: 0/") and "BTC-USD" not in audit.details
+    assert audit.locations[1].startswith("ETH-USD ") and "no match within ±500 ms" in audit.locations[1]
+
+
+RECORDS = "coinbase-advanced-trade-2026-08-09.records.jsonl.zst"
+
+
+def test_real_capture_with_book(samples_dir: Path, tmp_path: Path) -> None:
+    """The real capture after convert + book passes (154/154 tickers within ±500 ms, 132 at the same
+    moment); with a 0 ms window ETH-USD's 62/84 fails book_audit alone."""
+    raw, root = tmp_path / "raw", tmp_path / "parquet"
+    raw.mkdir()
+    shutil.copy(samples_dir / RECORDS, raw / RECORDS)
+    summary = run_convert(load_config(None, {"paths.raw_dir": raw, "paths.parquet_dir": root}))
+    assert summary.converted == 1 and summary.failed == 0
+    build_book(root, depth=10, interval_ns=1_000_000_000)
+    report = validate_store(root, raw_dir=raw)
+    assert [(c.name, c.status.value) for c in report.checks if c.status is not Status.PASS] == []
+    assert report.check("book_audit").details == (
+        "154/154 tickers match the rebuilt top of book within ±500 ms (100.0%), 132 at the same moment (85.7%); "
+        "threshold 99.00%")
+    assert report.rows["book"] == pq.read_table(root / "book").num_rows > 0
+    assert validate_store(root, audit_threshold=1.0).ok
+    strict = validate_store(root, raw_dir=raw, audit_window_ms=0)
+    assert [c.name for c in strict.failed] == ["book_audit"]
+    audit = strict.check("book_audit")
+    assert audit.count == 22 and audit.checked == 154
+    assert audit.locations[0] == "ETH-USD: 62/84 tickers within ±0 ms (73.8%), below the threshold 99.00%"
+    assert all(loc.startswith("ETH-USD 2026-08-09T21:") for loc in audit.locations[1:])
