@@ -63,8 +63,8 @@ _SNIFFED = {
     "TIMESTAMP_MS": "timestamp", "TIMESTAMP_S": "timestamp", "VARCHAR": "string",
 }
 _TABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-_HAS_ZONE = r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)\Z"
-_DATE_ONLY = r"\A\d{4}-\d{2}-\d{2}\Z"
+_HAS_ZONE = r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
+_DATE_ONLY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 # -- dropped rows ----------------------------------------------------------------------------------

@@ -167,12 +167,12 @@ class DuckScan:
             "FROM reject_errors GROUP BY line ORDER BY line").fetchall()
         out: list[Reject] = []
         for line, etype, message, text, column in rows:
-            text = text or ""
-            multi = "\n" in text.rstrip("\r\n")
+            text = (text or "").strip("\r\n")  # DuckDB may include the blank lines before the row
+            multi = "\n" in text
             if etype in _RUNAWAY or (multi and (self.spec.single_line_rows or etype == "MISSING COLUMNS")):
                 raise DataError(f"line {line}: a quoted value never closes, so the rest of the file cannot be "
                                 f"read reliably; fix that line and run again", where=str(self.path))
-            out.append(Reject(int(line), _reason(str(etype), message or "", column), text.rstrip("\r\n")))
+            out.append(Reject(int(line), _reason(str(etype), message or "", column), text))
         if len(out) > MAX_BAD_ROWS:
             raise DataError(f"more than {MAX_BAD_ROWS:,} malformed rows: is this the right --format?",
                             where=str(self.path))
