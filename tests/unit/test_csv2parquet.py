@@ -287,9 +287,10 @@ def test_table_option_must_agree_with_a_recognised_file(tmp_path: Path) -> None:
     assert run_csv2parquet(cfg_for(tmp_path / "s"), [str(src)], table="l2").rows == {"l2": 4}
 
 
-def test_rerun_skips_unchanged_files_force_redoes_changed_ones_replace(tmp_path: Path) -> None:
+def test_rerun_skips_unchanged_files_and_redoes_changed_ones(tmp_path: Path) -> None:
     """A re-run skips unchanged files; a changed file is imported again and replaces its rows; --force redoes all."""
-    book, trades = write(tmp_path / "in" / "book.csv", BOOK), write(tmp_path / "in" / "t.csv", TRADES)
+    book = write(tmp_path / "in" / "book.csv", BOOK)
+    write(tmp_path / "in" / "t.csv", TRADES)
     store = tmp_path / "s"
     first = run_csv2parquet(cfg_for(store), [str(tmp_path / "in")])
     assert (first.converted, first.skipped) == (2, 0)
