@@ -13,7 +13,6 @@ classified below.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
