@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,3 +142,24 @@ def test_example_queries_refuse_paths_that_cannot_be_quoted() -> None:
     with pytest.raises(ValueError):
         example_queries("it's")
     assert all("parquet/" in q.code for q in example_queries())
+
+
+def test_ctrl_c_seals_what_was_recorded_and_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C while recording: the segment is sealed and kept, one error line, exit 130."""
+    raw = tmp_path / "w" / "raw"
+    proc = subprocess.Popen([sys.executable, "-m", "mktpred", "demo", "--seconds", "60", "--workdir",
+                             str(tmp_path / "w")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(p.stat().st_size > 10_000 for p in raw.glob("*.part")):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"error: interrupted; what was recorded is sealed in {raw}"
+    assert not list(raw.glob("*.part")) and len(list(raw.glob("*.jsonl"))) == 1
+    assert out == ""
