@@ -23,15 +23,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mktpred.collect import CollectResult, CollectSettings, CollectStatus, run_collect
 from mktpred.config import Config
-from mktpred.convert.runner import ConvertSummary, run_convert
 from mktpred.errors import Interrupted, OutputNotWritable, UsageError
 from mktpred.progress import Progress
-from mktpred.simulate import FaultEvent, SimulatedExchange, parse_fault
-from mktpred.validate import ValidationReport, validate_store
+
+if TYPE_CHECKING:  # the stages are imported when the demo runs: `mktpred --help` stays fast
+    from mktpred.collect import CollectResult, CollectStatus
+    from mktpred.convert.runner import ConvertSummary
+    from mktpred.simulate import FaultEvent
+    from mktpred.validate import ValidationReport
 
 DEFAULT_SECONDS = 15.0
 #: with faults the stall alone costs ``STALL_TIMEOUT_S`` before the recorder reconnects
@@ -285,6 +287,11 @@ def run_demo(
     stage (the recorder also sets it when it ends; the demo clears it then).  Raises :class:`UsageError` for bad arguments and :class:`OutputNotWritable` when
     ``workdir`` cannot be created; data problems are in :attr:`DemoResult.problems`.
     """
+    from mktpred.collect import CollectSettings, run_collect
+    from mktpred.convert.runner import run_convert
+    from mktpred.simulate import SimulatedExchange, parse_fault
+    from mktpred.validate import validate_store
+
     if not seconds > 0:
         raise UsageError(f"--seconds must be > 0, got {seconds:g}", where="--seconds")
     sim_cfg = cfg.simulate
