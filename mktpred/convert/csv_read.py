@@ -70,7 +70,7 @@ def read_header(path: Path) -> list[str]:
     try:
         with open_decompressed(path) as fh:
             line = fh.readline(_SAMPLE_BYTES)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
+    except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError: all "cannot read"
         raise DataError(f"cannot read the CSV header: {exc}", where=str(path)) from None
     text = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
     if not text.strip():
@@ -156,7 +156,10 @@ class DuckScan:
             reader = self.con.sql(self._sql()).to_arrow_reader(self.batch_rows)
             yield from reader
         except duckdb.Error as exc:
-            raise DataError(f"cannot parse the CSV: {_first_line(exc)}", where=str(self.path)) from None
+            msg = _first_line(exc)
+            if "state machine" in msg:
+                msg += " (mixed line endings?)"
+            raise DataError(f"cannot parse the CSV: {msg}", where=str(self.path)) from None
 
     def rejects(self) -> list[Reject]:
         """One entry per rejected line, by line number.  Raises :class:`DataError` when a quote

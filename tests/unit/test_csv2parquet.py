@@ -330,6 +330,25 @@ def test_unterminated_quote_fails_the_file_and_keeps_the_store(tmp_path: Path) -
         summary.check()
 
 
+def test_unreadable_files_fail_alone(tmp_path: Path) -> None:
+    """A corrupt .zst, a truncated .gz and mixed line endings fail their file (exit 1); good files are imported."""
+    good = write(tmp_path / "in" / "a_good.csv", TRADES)
+    (tmp_path / "in" / "b_bad.csv.zst").write_bytes(b"\x00not zstd at all")
+    (tmp_path / "in" / "c_cut.csv.gz").write_bytes(gzip.compress(TRADES.encode())[:30])
+    tail = zstandard.ZstdCompressor().compress(TRADES.encode()) + b"\x00garbage after the frame"
+    (tmp_path / "in" / "d_tail.csv.zst").write_bytes(tail)
+    lines = TRADES.splitlines()
+    (tmp_path / "in" / "e_mixed.csv").write_bytes(f"{lines[0]}\r\n{lines[1]}\n\r\n{lines[2]}\n".encode())
+    summary = run_csv2parquet(cfg_for(tmp_path / "s"), [str(tmp_path / "in")])
+    assert summary.converted == 1 and summary.files[0].source == str(good)
+    assert sorted(Path(f.source).name for f in summary.failures) == [
+        "b_bad.csv.zst", "c_cut.csv.gz", "d_tail.csv.zst", "e_mixed.csv"]
+    assert all(f.exit_code == 1 for f in summary.failures)
+    assert list(Manifest.load(tmp_path / "s").entries) == [str(good)]
+    with pytest.raises(DataError, match="4 file"):
+        summary.check()
+
+
 def test_missing_input_and_empty_directory_are_usage_errors(tmp_path: Path) -> None:
     """An input naming nothing, or a directory without CSV files: UsageError."""
     with pytest.raises(UsageError, match="no such file"):
