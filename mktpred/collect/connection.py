@@ -160,6 +160,7 @@ class ConnectionWorker(threading.Thread):
         channels = st.channels
         stall = plan.stall_timeout_s
         resub_at: float | None = None  # when level2 was last resubscribed, until a snapshot comes
+        resubscribe = False  # a gap asked for a level2 resubscribe once the frame is buffered
         while not stop.is_set():
             try:
                 opcode, payload = ws.recv_data()
@@ -215,20 +216,24 @@ class ConnectionWorker(threading.Thread):
                                     channel=ch, action=action)
                     self.notices.add("warn", f"conn {plan.slot}: sequence gap, expected {expected} got {seq}"
                                      + (f" ({action})" if action != "none" else ""))
-                    if action != "none":
-                        # Unsubscribe + subscribe: the server answers with a fresh level2 snapshot.
-                        products = list(plan.products)
-                        ws.send(subscribe_message("level2", products, unsubscribe=True))
-                        ws.send(subscribe_message("level2", products))
-                        resub_at = t
-                        st.resubscribes += 1
+                    resubscribe = action != "none"
                 else:
                     if verdict is Verdict.DUPLICATE:
                         st.duplicates += 1
                     else:
                         st.out_of_order += 1
                     self._put_event(conn, verdict.value, expected=expected, got=seq, channel=ch)
+            # Buffer the frame before any send: a send on a dead socket raises, and the frame that
+            # revealed the gap must not be lost with it.
             buffer.put(recv_ns, frame.line)
+            if resubscribe:
+                resubscribe = False
+                # Unsubscribe + subscribe: the server answers with a fresh level2 snapshot.
+                products = list(plan.products)
+                ws.send(subscribe_message("level2", products, unsubscribe=True))
+                ws.send(subscribe_message("level2", products))
+                resub_at = t
+                st.resubscribes += 1
 
 
 def _describe(exc: BaseException) -> str:

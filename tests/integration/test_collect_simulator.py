@@ -197,6 +197,23 @@ def test_gap_is_recorded_with_its_range_and_level2_is_resubscribed(tmp_path: Pat
     assert snapshots == set(PRODUCTS)
 
 
+def test_frame_revealing_a_gap_is_kept_when_the_socket_dies_at_once(tmp_path: Path) -> None:
+    """A gap frame sent last before an abrupt drop is on disk with every other frame of that connection."""
+    with SimulatedExchange(products=list(PRODUCTS), rate=400.0, seed=7, depth=200, record_sent=True,
+                           faults=[parse_fault("gap:every=150,size=2"),
+                                   parse_fault("drop:after=151")]) as sim, recording(sim, tmp_path) as run:
+        assert sim.wait_for(lambda s: len(s.connections()) >= 2 and run.collector.stats[0].frames >= 151 + 50, WAIT)
+        result = run.finish()
+        logs = sim.connections()
+    gap_fault = next(f for f in sim.fault_log if f.kind == "gap")
+    assert gap_fault.conn_index == 0
+    conns = by_conn(lines_of(tmp_path))
+    first = conns[result.connections[0].conns[0]]
+    assert len(logs[0].sent) == 151
+    assert frames_of(first) == logs[0].sent  # the gap frame, sent last, is on disk too
+    assert len(events_of(first, "gap")) == 1
+
+
 def test_malformed_frame_kept_raw_and_duplicate_counted(tmp_path: Path) -> None:
     """A non-JSON frame is kept as `raw` in its place; a repeated sequence number is kept and counted."""
     faults = [parse_fault("malformed:after=80"), parse_fault("duplicate:after=160")]
