@@ -19,7 +19,6 @@ from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -92,8 +91,6 @@ class Terminal:
             with Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("files"),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TextColumn("{task.fields[rows]:,} rows ({task.fields[rate]:,.0f}/s)"),
@@ -109,7 +106,7 @@ class Terminal:
                     elapsed = max(time.monotonic() - start, 1e-9)
                     bar.update(files_task, completed=p.bytes_done, total=p.bytes_total,
                                rows=p.rows, rate=p.rows / elapsed,
-                               description=f"{description} {p.files_done}/{p.files_total or '?'}")
+                               description=f"{description} {p.files_done}/{p.files_total or '?'} files")
 
                 yield update
             return
