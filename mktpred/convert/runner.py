@@ -139,10 +139,13 @@ def _sweep(root: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _up_to_date(entry: SourceEntry | None, seg: Segment, root: Path) -> bool:
+def _up_to_date(entry: SourceEntry | None, seg: Segment, root: Path, csv_dir: Path | None) -> bool:
+    """Unchanged source, every output present, and (with ``--write-csv``) every CSV copy too."""
     if entry is None or entry.size != seg.size or entry.mtime_ns != seg.mtime_ns:
         return False
-    return all((root / o).is_file() for o in entry.outputs)
+    if not all((root / o).is_file() for o in entry.outputs):
+        return False
+    return csv_dir is None or all((csv_dir / Path(o).with_suffix(".csv")).is_file() for o in entry.outputs)
 
 
 def _entry(r: SegmentResult) -> SourceEntry:
@@ -191,7 +194,7 @@ def run_convert(
     try:
         _sweep(root)
         manifest = Manifest.load(root)
-        todo = [s for s in segments if force or not _up_to_date(manifest.get(s.path), s, root)]
+        todo = [s for s in segments if force or not _up_to_date(manifest.get(s.path), s, root, csv_dir)]
         summary.skipped = len(segments) - len(todo)
         jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=eng.name, config=cfg,
                            csv_dir=str(csv_dir) if csv_dir else None) for s in todo]

@@ -115,3 +115,16 @@ def test_write_csv(tmp_path: Path) -> None:
     assert l2_csv[0] == '"recv_time","time","event_time","conn","seq","product_id","is_snapshot","side","price","size"'
     assert len(l2_csv) - 1 == seg["rows"]["l2"]
     assert l2_csv[1].startswith('"2026-08-09T21:05:48.') and l2_csv[1].split(",")[0].endswith('Z"')
+
+
+def test_write_csv_on_an_up_to_date_store_adds_the_missing_csv(tmp_path: Path) -> None:
+    """A store converted without CSV gets its CSV from a later `--write-csv` run; a third run skips."""
+    raw, store, csv = raw_dir(tmp_path), str(tmp_path / "s"), tmp_path / "csv"
+    assert convert("--raw-dir", str(raw), "--parquet-dir", store, "--json")[0] == 0
+    code, out, _ = convert("--raw-dir", str(raw), "--parquet-dir", store, "--write-csv", "--csv-dir", str(csv),
+                           "--json")
+    assert code == 0 and json.loads(out)["converted"] == 1
+    assert (csv / "l2" / "date=2026-08-09" / f"{STEM}.csv").is_file()
+    code, out, _ = convert("--raw-dir", str(raw), "--parquet-dir", store, "--write-csv", "--csv-dir", str(csv),
+                           "--json")
+    assert json.loads(out)["skipped"] == 1
