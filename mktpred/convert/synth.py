@@ -4,8 +4,9 @@ The stream looks like a real capture (``../shared/samples``): subscription acks,
 snapshots of tens of thousands of levels, ticker and trade snapshots, then a mix of small level2
 updates, tickers, trades, candles and heartbeats on one sequence counter per connection.  Frame
 timestamps carry 9 fractional digits with trailing zeros trimmed, ``event_time`` and trade
-``time`` 6, numbers are decimal strings -- the same quirks as the real feed.  The same seed gives
-the same bytes.
+``time`` 6, numbers are decimal strings -- the same quirks as the real feed.  ``recv_ns`` trails
+the frame time by about 20-25 ms and never decreases within a connection (one socket is read in order).
+The same seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -71,13 +72,16 @@ class FrameGenerator:
         self.conn_no = 0
         self.seq = 0
         self.frames = 0
+        self.last_recv = 0  #: ``recv_ns`` of the connection's last frame
 
     # -- records ---------------------------------------------------------------------------------
     def _record(self, frame: dict[str, object]) -> bytes:
         self.frames += 1
         if not self.spec.wrapped:
             return orjson.dumps(frame)
-        recv = self.now + 20_000_000 + self.rng.randrange(5_000_000)
+        # a collector reads one socket in order: receive times never go back on a connection
+        recv = max(self.last_recv, self.now + 20_000_000 + self.rng.randrange(5_000_000))
+        self.last_recv = recv
         return (b'{"recv_ns":%d,"conn":"%s-%d","msg":' % (recv, self.spec.conn_prefix.encode(), self.conn_no)
                 + orjson.dumps(frame) + b"}")
 

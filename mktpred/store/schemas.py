@@ -89,10 +89,11 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 }
 
 #: columns that must never be null, per table (``recv_time``/``conn``/``seq`` may be null for bare
-#: frames and for imported CSV, so they are not listed)
+#: frames and for imported CSV, so they are not listed; nor is ``ticker.price``: Tardis quotes carry
+#: only the best bid/ask)
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "l2": ("time", "product_id", "is_snapshot", "side", "price", "size"),
-    "ticker": ("time", "product_id", "is_snapshot", "price"),
+    "ticker": ("time", "product_id", "is_snapshot"),
     "trades": ("time", "product_id", "side", "price", "size"),
     "messages": ("channel", "n_events", "n_rows"),
     "events": ("recv_time", "time", "conn", "event"),

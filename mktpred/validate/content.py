@@ -45,8 +45,9 @@ SIDE_COLUMNS: dict[str, tuple[str, ...]] = {"l2": ("side",), "trades": ("side",)
 #: (null = the book had fewer levels)
 BOOK_REQUIRED = ("time", "product_id", "valid", "crossed")
 #: allowed ``side`` values per table.  The contract's bid/ask applies to l2; trades keep Coinbase's
-#: own BUY/SELL (the lead's decision), and bid/ask there is accepted too.
-SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL")}
+#: own BUY/SELL (the lead's decision), and bid/ask there is accepted too, as is ``UNKNOWN`` (Tardis
+#: trades whose aggressor the exchange did not say).
+SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL", "UNKNOWN")}
 DATA_TABLES = ("l2", "ticker", "trades")
 
 
@@ -94,10 +95,11 @@ class DuplicateGroup:
     example: str = ""
 
 
-#: rows left out of the exact-duplicate search, per table.  An ``l2_data`` event may update the
-#: same level more than once (the order decides), so identical l2 rows inside one frame are
-#: legitimate; a frame written twice is caught by the ``rows`` check (messages.n_rows) instead.
-DUPLICATE_SCOPE: dict[str, str] = {"l2": "conn IS NULL OR seq IS NULL"}
+#: tables left out of the exact-duplicate search.  An ``l2_data`` event may update the same level
+#: more than once (the order decides), and so may a Tardis ``incremental_book_L2`` message (one
+#: local timestamp, no conn/seq to tell messages apart), so identical l2 rows are legitimate; an
+#: l2 frame written twice is caught by the ``rows`` check (messages.n_rows) instead.
+DUPLICATE_EXEMPT: frozenset[str] = frozenset({"l2"})
 
 
 def _hash_expr(names: list[str]) -> str:
@@ -115,11 +117,6 @@ def _level_columns(table: str, names: list[str], kind: str) -> tuple[str, ...]:
     return (PRICE_COLUMNS if kind == "price" else SIZE_COLUMNS).get(table, ())
 
 
-def _scope(table: str) -> str:
-    where = DUPLICATE_SCOPE.get(table)
-    return f" AND ({where})" if where else ""
-
-
 def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | None:
     """Row hashes of one file, or None after marking it unreadable.
 
@@ -131,8 +128,8 @@ def _decode_file(con: duckdb.DuckDBPyConnection, f: DataFile) -> np.ndarray | No
         schema = f.schema if f.schema is not None else pq.read_schema(f.path)
         strings = [n for n in schema.names if pa.types.is_string(schema.field(n).type)]
         pf = pq.ParquetFile(f.path, page_checksum_verification=True, read_dictionary=strings)
-        hash_sql = f"SELECT {_hash_expr(schema.names)} AS h FROM batch WHERE true{_scope(f.table)}" \
-            if f.schema_ok else ""
+        hash_sql = f"SELECT {_hash_expr(schema.names)} AS h FROM batch" \
+            if f.schema_ok and f.table not in DUPLICATE_EXEMPT else ""
         for i in range(pf.num_row_groups):
             batch = pf.read_row_group(i, use_threads=False)
             if hash_sql and batch.num_rows:
@@ -171,7 +168,7 @@ def _duplicate_example(con: duckdb.DuckDBPyConnection, group: DuplicateGroup, ha
     rows = con.execute(
         f"SELECT filename, file_row_number, epoch_ns(time) {', ' + key if key else ''} "
         f"FROM {scan('filename', 'file_row_number')} WHERE {_hash_expr(cols)} "
-        f"IN (SELECT unnest(?::UBIGINT[])){_scope(group.table)} ORDER BY 1, 2 LIMIT 6",
+        f"IN (SELECT unnest(?::UBIGINT[])) ORDER BY 1, 2 LIMIT 6",
         [files, [int(h) for h in hashes]]).fetchall()
     by_name = {str(f.path): f.rel for f in group.files}
     parts = [f"{by_name.get(r[0], r[0])} row {r[1]}" for r in rows[:2]]
@@ -209,7 +206,8 @@ def decode_and_find_duplicates(con: duckdb.DuckDBPyConnection, inv: Inventory, *
 
 
 def check_duplicates(groups: list[DuplicateGroup]) -> CheckResult:
-    """No exact duplicate rows within a segment (per table and date partition)."""
+    """No exact duplicate rows within a segment (per table and date partition; not l2, see
+    :data:`DUPLICATE_EXEMPT`)."""
     findings = [
         Finding(", ".join(f.rel for f in g.files[:3]) + (" ..." if len(g.files) > 3 else ""),
                 f"{g.duplicates:,} exact duplicate {g.table} rows in segment {os.path.basename(g.segment)}"
@@ -335,7 +333,7 @@ def check_nulls(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], in
 
 
 def check_prices(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], inv: Inventory) -> CheckResult:
-    """Prices are > 0 and finite."""
+    """Prices are > 0 and finite where present (a null price is absent, e.g. a Tardis quote's ``price``)."""
     return _column_check("prices", "price:", "not > 0 and finite", con, stats, inv,
                          "all prices > 0 and finite", _bad_price)
 
@@ -349,7 +347,7 @@ def check_sizes(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], in
 def check_sides(con: duckdb.DuckDBPyConnection, stats: dict[str, TableStats], inv: Inventory) -> CheckResult:
     """``side`` is ``bid`` or ``ask`` (see :data:`SIDES` for trades)."""
     return _column_check("sides", "side:", "not an allowed side", con, stats, inv,
-                         "every side is bid or ask (trades: also BUY/SELL)", _bad_side)
+                         "every side is bid or ask (trades: also BUY/SELL/UNKNOWN)", _bad_side)
 
 
 def aggregate_errors(stats: dict[str, TableStats]) -> list[Finding]:

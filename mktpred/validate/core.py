@@ -46,17 +46,16 @@ def validate_store(
                          where="book.audit_threshold")
     if raw_dir is not None and not raw_dir.is_dir():
         raise UsageError(f"raw directory not found: {raw_dir}", where="--raw-dir")
-    inv = inventory.scan_store(parquet_dir)
-    if not inv.files and not inv.has_manifest:
-        raise UsageError(f"no Parquet store at {parquet_dir} (no _manifest.json and no data files)",
-                         where="--parquet-dir")
-    workers = threads or os.cpu_count() or 1
-
     manifest_problem: Finding | None = None
     try:
         manifest = Manifest.load(parquet_dir)
     except DataError as exc:
         manifest, manifest_problem = Manifest(), Finding("_manifest.json", exc.message)
+    inv = inventory.scan_store(parquet_dir, manifest_checks.owned_tables(manifest))
+    if not inv.files and not inv.has_manifest:
+        raise UsageError(f"no Parquet store at {parquet_dir} (no _manifest.json and no data files)",
+                         where="--parquet-dir")
+    workers = threads or os.cpu_count() or 1
     inventory.read_footers(inv)
     manifest_checks.assign_segments(inv, manifest)
     timings: dict[str, float] = {}

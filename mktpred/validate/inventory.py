@@ -2,12 +2,17 @@
 
 Walking the store and reading footers (schema, row counts) touches metadata only, so these
 checks cost milliseconds per file whatever the data size.
+
+Besides the contract tables, a folder the manifest's entries write to (``csv2parquet --format
+generic --table NAME``) is a table too: its files are listed (``<NAME>/date=D/*.parquet``, or
+``<NAME>/*.parquet`` without a time column) and read, but have no contract schema to check.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +47,7 @@ class DataFile:
     error: str | None = None  #: why it cannot be read (footer or data pages)
     schema_ok: bool = False
     segment: str = ""  #: the source it came from (manifest), else its stem without ``-k``
+    contract: bool = True  #: False: a table with no contract (generic CSV); only read, not checked
 
     @property
     def usable(self) -> bool:
@@ -75,8 +81,10 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def scan_store(root: Path) -> Inventory:
-    """List the store's files: data files per table and partition, stray and temporary files."""
+def scan_store(root: Path, owned_tables: Collection[str] = ()) -> Inventory:
+    """List the store's files: data files per table and partition, stray and temporary files.
+
+    ``owned_tables``: folders the manifest writes to besides the contract tables (generic CSV)."""
     inv = Inventory(root=root)
     for entry in sorted(root.iterdir()):
         name = entry.name
@@ -88,14 +96,18 @@ def scan_store(root: Path) -> Inventory:
             continue
         if name == QUARANTINE_DIR or name.startswith((".", "_")):
             continue
-        if name not in KNOWN_TABLES:
+        if name in KNOWN_TABLES:
+            _scan_table(inv, entry)
+        elif name in owned_tables:
+            _scan_table(inv, entry, contract=False)
+        else:
             inv.stray.append(Finding(f"{name}/", "not a table of the store contract (not checked)", Status.WARN))
-            continue
-        _scan_table(inv, entry)
     return inv
 
 
-def _scan_table(inv: Inventory, table_dir: Path) -> None:
+def _scan_table(inv: Inventory, table_dir: Path, *, contract: bool = True) -> None:
+    """A contract table's files are all in ``date=`` partitions; a table without a contract may
+    also keep files in its own folder (``date`` is then empty)."""
     table = table_dir.name
     for dirpath, dirnames, filenames in os.walk(table_dir):
         here = Path(dirpath)
@@ -111,15 +123,15 @@ def _scan_table(inv: Inventory, table_dir: Path) -> None:
         for name in sorted(filenames):
             path = here / name
             rel = f"{rel_dir}/{name}"
-            if m is None:
+            if m is None and contract:
                 inv.stray.append(Finding(rel, "file outside a date= partition"))
             elif name.endswith(TMP_SUFFIX) or ".tmp" in name:
                 inv.stray.append(Finding(rel, "leftover temporary file"))
             elif not name.endswith(".parquet") or name.startswith("."):
                 inv.stray.append(Finding(rel, "not a Parquet data file"))
             else:
-                inv.files.append(DataFile(path=path, rel=rel, table=table, date=m.group(1),
-                                          size=path.stat().st_size))
+                inv.files.append(DataFile(path=path, rel=rel, table=table, date=m.group(1) if m else "",
+                                          size=path.stat().st_size, contract=contract))
 
 
 def read_footers(inv: Inventory) -> None:
@@ -132,7 +144,7 @@ def read_footers(inv: Inventory) -> None:
         except (OSError, pa.ArrowException, ValueError) as exc:
             f.error = _first_line(exc)
             continue
-        f.schema_ok = schema_problem(f.table, f.schema) == ""
+        f.schema_ok = f.contract and schema_problem(f.table, f.schema) == ""
 
 
 def contract_schema(table: str, actual: pa.Schema) -> pa.Schema:
@@ -189,7 +201,7 @@ def check_schema(inv: Inventory) -> CheckResult:
     checked = 0
     depths: dict[int, list[str]] = {}
     for f in inv.files:
-        if f.schema is None:
+        if f.schema is None or not f.contract:
             continue
         checked += 1
         diff = schema_problem(f.table, f.schema)

@@ -6,26 +6,55 @@ Manifest entries are keyed by a source path (``convert``, ``csv2parquet``) or by
 (``mktpred book``: ``book:<product>:<date>``, kind ``"book"``); every entry's outputs and rows are
 checked the same way.  Only the tables the frames carry (:data:`CHANNEL_TABLE`) are compared with
 ``messages.n_rows``: derived tables such as ``book`` are not.
+
+``csv2parquet`` records each CSV file as a source of its own, so the tables of one raw segment that
+``convert --write-csv`` exported (``<csv_dir>/<table>/date=D/<segment>.csv``) come back as one
+source per table: :func:`segment_key` groups them again by ``<csv_dir>/<segment>``, and only the
+tables imported for such a segment are compared with its frames.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
-from mktpred.store.manifest import Manifest
+from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.validate.content import TableStats
-from mktpred.validate.inventory import DataFile, Inventory
+from mktpred.validate.inventory import _PART_SUFFIX, KNOWN_TABLES, DataFile, Inventory
 from mktpred.validate.report import CheckResult, Finding
+
+#: ``SourceEntry.csv_format`` of the CSV ``convert --write-csv`` writes (``mktpred:l2``, ...)
+MKTPRED_CSV = "mktpred:"
+_DATE_DIR = re.compile(r"date=\d{4}-\d{2}-\d{2}\Z")
+_CSV_SUFFIX = re.compile(r"\.csv(\.gz|\.zst)?\Z", re.IGNORECASE)
 
 
 def _source_name(source: str) -> str:
     return Path(source).name
 
 
+def segment_key(entry: SourceEntry) -> str:
+    """The segment an entry's rows came from: its source, except for a mktpred CSV file laid out as
+    ``convert --write-csv`` writes it (``<csv_dir>/<table>/date=D/<stem>[-k].csv[.gz|.zst]``), whose
+    key ``<csv_dir>/<stem>`` is shared by every table and date of that raw segment."""
+    if entry.kind != "csv" or not entry.csv_format.startswith(MKTPRED_CSV):
+        return entry.source
+    src = Path(entry.source)
+    table = entry.csv_format[len(MKTPRED_CSV):]
+    if len(src.parents) < 3 or not _DATE_DIR.match(src.parent.name) or src.parents[1].name != table:
+        return entry.source
+    return str(src.parents[2] / _PART_SUFFIX.sub("", _CSV_SUFFIX.sub("", src.name)))
+
+
+def owned_tables(manifest: Manifest) -> set[str]:
+    """Folders the manifest's entries write to that are not tables of the contract (generic CSV)."""
+    return {out.split("/", 1)[0] for e in manifest.entries.values() for out in e.outputs} - set(KNOWN_TABLES)
+
+
 def assign_segments(inv: Inventory, manifest: Manifest) -> None:
     """Tag each data file with the source segment that produced it (its stem when unlisted)."""
-    owner = {out: src for src, e in manifest.entries.items() for out in e.outputs}
+    owner = {out: segment_key(e) for e in manifest.entries.values() for out in e.outputs}
     for f in inv.files:
         f.segment = owner.get(f.rel, f.stem)
 
@@ -98,12 +127,19 @@ def check_rows(inv: Inventory, manifest: Manifest, stats: dict[str, TableStats])
     segment_files: dict[tuple[str, str], list[DataFile]] = defaultdict(list)
     for f in inv.files:
         segment_files[(f.segment, f.table)].append(f)
+    # CSV sources: a segment's tables are those imported for it (an export may be imported in part)
+    imported: dict[str, set[str]] = defaultdict(set)
+    for entry in manifest.entries.values():
+        if entry.kind == "csv":
+            imported[segment_key(entry)].update(entry.rows, (o.split("/", 1)[0] for o in entry.outputs))
     for segment in sorted({seg for seg, _ in segment_files if (seg, "messages") in segment_files}):
         if (segment, "messages") in missing or not all(f.usable for f in segment_files[(segment, "messages")]):
             continue
         for table in sorted(set(CHANNEL_TABLE.values())):
             seg_files = segment_files.get((segment, table), [])
             if (segment, table) in missing or not all(f.usable for f in seg_files):
+                continue
+            if segment in imported and table not in imported[segment]:
                 continue
             have = sum(f.rows or 0 for f in seg_files)
             want = said.get((segment, table), 0)
