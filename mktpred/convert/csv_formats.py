@@ -369,6 +369,10 @@ def known_formats() -> str:
             f"tardis ({tardis}); anything else: --format generic --table NAME")
 
 
+#: tables mktpred writes itself besides the contract tables; a generic import may not take their name
+RESERVED_TABLES = frozenset({"book"})
+
+
 def check_table_name(table: str) -> None:
     if not _TABLE_NAME.match(table):
         raise UsageError(f"table name {table!r} must be letters, digits, '_', '.' or '-' and start with a "
@@ -376,6 +380,9 @@ def check_table_name(table: str) -> None:
     if table in TABLE_SCHEMAS:
         raise UsageError(f"{table!r} is a table of the store contract: CSV of it is imported with "
                          f"--format mktpred or tardis, not generic", where="--table")
+    if table in RESERVED_TABLES:
+        raise UsageError(f"{table!r} is reserved for a table mktpred derives itself (mktpred book)",
+                         where="--table")
 
 
 def parse_schema_option(text: str | None) -> dict[str, str]:

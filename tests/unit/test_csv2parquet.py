@@ -264,6 +264,7 @@ def test_unknown_header_names_the_columns_and_formats(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kwargs", "needle"), [
     ({"fmt": "generic"}, "--format generic needs --table"),
     ({"fmt": "generic", "table": "l2"}, "table of the store contract"),
+    ({"fmt": "generic", "table": "book"}, "reserved for a table mktpred derives"),
     ({"fmt": "generic", "table": "x", "time_column": "qty"}, "--schema qty=epoch_s"),
     ({"fmt": "generic", "table": "x", "time_column": "nope"}, "not a column"),
     ({"fmt": "generic", "table": "x", "schema": "qty=decimal"}, "unknown type 'decimal'"),
