@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,11 +55,10 @@ from mktpred.convert.csv_read import (
     strip_csv_suffix,
 )
 from mktpred.convert.quarantine import Quarantine
+from mktpred.convert.summary import RunSummary
 from mktpred.errors import (
     DataError,
-    MktpredError,
     OutputNotWritable,
-    TooManyInvalidLines,
     UsageError,
 )
 from mktpred.progress import Progress, ProgressCallback, no_progress
@@ -114,8 +113,11 @@ class CsvFileFailure:
 
 
 @dataclass
-class Csv2ParquetSummary:
+class Csv2ParquetSummary(RunSummary):
     """The outcome of one ``csv2parquet`` run (``--json`` prints :meth:`to_json`)."""
+
+    failed_what: ClassVar[str] = "file(s) could not be imported"
+    invalid_what: ClassVar[str] = "malformed row(s)"
 
     inputs: list[str]
     parquet_dir: str
@@ -134,44 +136,23 @@ class Csv2ParquetSummary:
     failures: list[CsvFileFailure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows.values())
-
-    @property
-    def too_many_invalid(self) -> bool:
-        return self.invalid > self.max_invalid
-
     def to_json(self) -> dict[str, Any]:
-        secs = max(self.seconds, 1e-9)
         return {
             "inputs": list(self.inputs), "parquet_dir": self.parquet_dir, "format": self.format,
             "files_found": self.files_found, "converted": self.converted, "skipped": self.skipped,
             "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
             "max_invalid": self.max_invalid, "too_many_invalid": self.too_many_invalid,
             "input_bytes": self.input_bytes, "seconds": round(self.seconds, 3),
-            "rows_per_s": round(self.total_rows / secs), "mb_per_s": round(self.input_bytes / 1e6 / secs, 1),
+            "rows_per_s": self.per_second(self.total_rows), "mb_per_s": self.mb_per_s,
             "files": [
                 {"source": r.source, "format": r.csv_format, "table": r.table, "rows": r.rows, "lines": r.lines,
                  "invalid": r.invalid, "outputs": r.outputs, "quarantine": r.quarantine,
                  "seconds": r.seconds, "invalid_reasons": r.invalid_reasons}
                 for r in self.files
             ],
-            "failures": [{"source": f.source, "error": f.error} for f in self.failures],
+            "failures": self.failures_json(),
             "notes": list(self.notes),
         }
-
-    def check(self) -> None:
-        """Raise the error this run ends with, if any (after the summary was shown)."""
-        if self.failures:
-            worst = max(self.failures, key=lambda f: f.exit_code)
-            err: type[MktpredError] = DataError if worst.exit_code == DataError.exit_code else MktpredError
-            raise err(f"{len(self.failures)} file(s) could not be imported; first: {worst.error}",
-                      where=worst.source)
-        if self.too_many_invalid:
-            raise TooManyInvalidLines(
-                f"{self.invalid} malformed row(s) quarantined, more than the {self.max_invalid} allowed "
-                f"(--max-invalid)", where=str(Path(self.parquet_dir) / "_quarantine"))
 
 
 # -- finding and planning --------------------------------------------------------------------------

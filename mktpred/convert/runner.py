@@ -15,19 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mktpred import __version__
 from mktpred.config import Config
 from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, select_engine
 from mktpred.convert.segment import run_job
 from mktpred.convert.segments import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
+from mktpred.convert.summary import RunSummary
 from mktpred.errors import (
-    EXIT_DATA,
     DataError,
-    MktpredError,
     OutputNotWritable,
-    TooManyInvalidLines,
     UsageError,
 )
 from mktpred.progress import Progress, ProgressCallback, no_progress
@@ -39,8 +37,11 @@ DASK_HINT = "pip install -e '.[dask]'"
 
 
 @dataclass
-class ConvertSummary:
+class ConvertSummary(RunSummary):
     """The outcome of one ``convert`` run (``--json`` prints :meth:`to_json`)."""
+
+    failed_what: ClassVar[str] = "segment(s) could not be converted"
+    invalid_what: ClassVar[str] = "invalid line(s)"
 
     raw_dir: str
     parquet_dir: str
@@ -62,16 +63,7 @@ class ConvertSummary:
     failures: list[SegmentFailure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows.values())
-
-    @property
-    def too_many_invalid(self) -> bool:
-        return self.invalid > self.max_invalid
-
     def to_json(self) -> dict[str, Any]:
-        secs = max(self.seconds, 1e-9)
         return {
             "raw_dir": self.raw_dir, "parquet_dir": self.parquet_dir, "csv_dir": self.csv_dir,
             "engine": self.engine, "engine_reason": self.engine_reason,
@@ -79,30 +71,18 @@ class ConvertSummary:
             "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
             "truncated": self.truncated, "max_invalid": self.max_invalid,
             "too_many_invalid": self.too_many_invalid, "input_bytes": self.input_bytes,
-            "seconds": round(self.seconds, 3), "rows_per_s": round(self.total_rows / secs),
-            "l2_rows_per_s": round(self.rows.get("l2", 0) / secs),
-            "mb_per_s": round(self.input_bytes / 1e6 / secs, 1),
+            "seconds": round(self.seconds, 3), "rows_per_s": self.per_second(self.total_rows),
+            "l2_rows_per_s": self.per_second(self.rows.get("l2", 0)),
+            "mb_per_s": self.mb_per_s,
             "segments": [
                 {"source": r.source, "rows": r.rows, "lines": r.lines, "invalid": r.invalid,
                  "truncated": r.truncated, "outputs": r.outputs, "csv_outputs": r.csv_outputs,
                  "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons}
                 for r in self.segments
             ],
-            "failures": [{"source": f.source, "error": f.error} for f in self.failures],
+            "failures": self.failures_json(),
             "notes": list(self.notes),
         }
-
-    def check(self) -> None:
-        """Raise the error this run ends with, if any (after the summary was shown)."""
-        if self.failures:
-            worst = max(self.failures, key=lambda f: f.exit_code)
-            err: type[MktpredError] = DataError if worst.exit_code == EXIT_DATA else MktpredError
-            raise err(f"{len(self.failures)} segment(s) could not be converted; first: {worst.error}",
-                      where=worst.source)
-        if self.too_many_invalid:
-            raise TooManyInvalidLines(
-                f"{self.invalid} invalid line(s) quarantined, more than the {self.max_invalid} allowed "
-                f"(--max-invalid)", where=str(Path(self.parquet_dir) / "_quarantine"))
 
 
 def _check_dirs(raw_dir: Path, parquet_dir: Path, include_latest: bool) -> tuple[list[Segment], list[str]]:
