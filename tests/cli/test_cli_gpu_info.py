@@ -76,7 +76,7 @@ def test_gpu_info_lists_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeNvml(count=1)
     fake.used[0] = 5 * 2**30
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    monkeypatch.setattr("mktpred.gpu._installed", lambda mod: mod in ("dask", "distributed"))
+    monkeypatch.setattr("mktpred.gpu.detect._installed", lambda mod: mod in ("dask", "distributed"))
     result = runner.invoke(app, ["gpu-info"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())

@@ -320,7 +320,7 @@ def test_devices_listed_from_nvml(fake_nvml: FakeNvml) -> None:
 
 def test_detection_with_device_but_no_cudf(fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
     """A device and no cuDF: 'cuDF not installed', devices still reported."""
-    monkeypatch.setattr(gpu, "_installed", lambda mod: False)
+    monkeypatch.setattr(gpu.detect, "_installed", lambda mod: False)
     status = gpu.detect_gpu()
     assert (status.usable, status.reason) == (False, "cuDF not installed")
     assert [d.name for d in status.devices] == ["Fake GPU 0", "Fake GPU 1"]

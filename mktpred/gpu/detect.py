@@ -1,7 +1,7 @@
-"""GPU detection, device information and the GPU memory monitor.
+"""GPU detection and device information.
 
 Nothing here needs a GPU, CUDA or cuDF: on a CPU-only machine every function answers (``usable``
-is false and ``reason`` says why) and the monitor is a no-op that reports "no GPU".
+is false and ``reason`` says why).
 
 Detection (:func:`detect_gpu`) follows what was measured about the cuDF stack:
 
@@ -24,17 +24,25 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
 from typing import Any
 
 from mktpred.config import Config
+from mktpred.gpu.nvml import (
+    REASON_NO_DEVICE,
+    REASON_NO_DRIVER,
+    device_uuid,
+    driver_unusable,
+    gib,
+    init,
+    optional,
+    shutdown,
+    text,
+    visible_indices,
+)
 
-GIB = 2**30
 FORCE_CPU_ENV = "MKTPRED_FORCE_CPU"
 #: a cold first ``import cudf`` loads several hundred MB of libraries; 60 s is generous
 PROBE_TIMEOUT_S = 60.0
@@ -51,17 +59,10 @@ STACK: dict[str, str] = {
     "dask_cuda": "dask-cuda",
 }
 
-REASON_NO_BINDINGS = "NVML bindings not installed (pip install nvidia-ml-py)"
-REASON_NO_DRIVER = "no NVIDIA driver (NVML library not found)"
-REASON_NO_DEVICE = "no GPU device"
 REASON_NO_CUDF = "cuDF not installed"
 REASON_CUDF_UNUSABLE = "cuDF installed but unusable"
 REASON_FORCED = f"disabled by {FORCE_CPU_ENV}=1"
 REASON_CONFIG = "disabled by configuration (gpu.enabled = false)"
-
-
-def _gib(n: int | None) -> float | None:
-    return None if n is None else round(n / GIB, 3)
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ class DeviceInfo:
             "name": self.name,
             "uuid": self.uuid,
             "compute_capability": self.compute_capability,
-            "memory_total_gib": _gib(self.memory_total),
-            "memory_used_gib": _gib(self.memory_used),
-            "memory_free_gib": _gib(self.memory_free),
+            "memory_total_gib": gib(self.memory_total),
+            "memory_used_gib": gib(self.memory_used),
+            "memory_free_gib": gib(self.memory_free),
             "utilization_pct": self.utilization_pct,
             "temperature_c": self.temperature_c,
             "visible": self.visible,
@@ -169,45 +170,6 @@ class GpuStatus:
 
 # -- NVML -------------------------------------------------------------------------------------------
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _optional(fn: Callable[..., Any], *args: Any) -> Any:
-    """An NVML query that some devices do not support (returns None then)."""
-    import pynvml
-
-    try:
-        return fn(*args)
-    except pynvml.NVMLError:
-        return None
-
-
-def visible_indices(count: int, uuids: Sequence[str], environ: Mapping[str, str]) -> list[int]:
-    """NVML indices CUDA will see, in CUDA's order, following ``CUDA_VISIBLE_DEVICES``.
-
-    Entries are indices or (prefixes of) UUIDs; like CUDA, parsing stops at the first entry that
-    names no device.  Unset means every device.
-    """
-    spec = environ.get("CUDA_VISIBLE_DEVICES")
-    if spec is None:
-        return list(range(count))
-    out: list[int] = []
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if entry.isdigit() and int(entry) < count:
-            idx = int(entry)
-        else:
-            matches = [i for i, u in enumerate(uuids) if entry and u.startswith(entry)]
-            if len(matches) != 1:
-                break
-            idx = matches[0]
-        if idx in out:
-            break
-        out.append(idx)
-    return out
-
-
 def _cuda_version(v: int | None) -> str | None:
     return None if not v else f"{v // 1000}.{(v % 1000) // 10}"
 
@@ -215,32 +177,24 @@ def _cuda_version(v: int | None) -> str | None:
 def query_nvml(environ: Mapping[str, str] | None = None) -> NvmlReport:
     """Ask NVML for the driver and every device.  Never raises; no CUDA context is created."""
     env = os.environ if environ is None else environ
+    pynvml, reason, kind = init()
+    if pynvml is None:
+        return NvmlReport(False, reason, kind)
     try:
-        import pynvml
-    except ImportError:
-        return NvmlReport(False, REASON_NO_BINDINGS, "bindings")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError_LibraryNotFound:
-        return NvmlReport(False, REASON_NO_DRIVER, "library")
-    except pynvml.NVMLError as exc:
-        return NvmlReport(False, f"NVIDIA driver not usable ({exc})", "driver")
-    try:
-        driver_raw = _optional(pynvml.nvmlSystemGetDriverVersion)
-        driver = None if driver_raw is None else _text(driver_raw)
-        cuda = _cuda_version(_optional(pynvml.nvmlSystemGetCudaDriverVersion))
+        driver_raw = optional(pynvml.nvmlSystemGetDriverVersion)
+        driver = None if driver_raw is None else text(driver_raw)
+        cuda = _cuda_version(optional(pynvml.nvmlSystemGetCudaDriverVersion))
         count = pynvml.nvmlDeviceGetCount()
         raw: list[dict[str, Any]] = []
         for i in range(count):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            cc = _optional(pynvml.nvmlDeviceGetCudaComputeCapability, h)
-            rates = _optional(pynvml.nvmlDeviceGetUtilizationRates, h)
+            cc = optional(pynvml.nvmlDeviceGetCudaComputeCapability, h)
+            rates = optional(pynvml.nvmlDeviceGetUtilizationRates, h)
             util = None if rates is None else rates.gpu
-            temp = _optional(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
+            temp = optional(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
             raw.append(dict(
-                index=i, name=_text(pynvml.nvmlDeviceGetName(h)),
-                uuid=_text(_optional(pynvml.nvmlDeviceGetUUID, h) or ""),
+                index=i, name=text(pynvml.nvmlDeviceGetName(h)), uuid=device_uuid(h),
                 compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
                 memory_total=int(mem.total), memory_used=int(mem.used), memory_free=int(mem.free),
                 utilization_pct=None if util is None else int(util),
@@ -249,9 +203,9 @@ def query_nvml(environ: Mapping[str, str] | None = None) -> NvmlReport:
         devices = tuple(DeviceInfo(**r, visible=r["index"] in visible) for r in raw)
         return NvmlReport(True, driver_version=driver, cuda_version=cuda, devices=devices)
     except pynvml.NVMLError as exc:
-        return NvmlReport(False, f"NVIDIA driver not usable ({exc})", "driver")
+        return NvmlReport(False, driver_unusable(exc), "driver")
     finally:
-        _optional(pynvml.nvmlShutdown)
+        shutdown()
 
 
 # -- the cuDF probe ---------------------------------------------------------------------------------
@@ -410,239 +364,3 @@ def detect_gpu(cfg: Config | None = None, *, include_stack: bool = False,
     return GpuStatus(usable, reason, nvml.devices, nvml.driver_version, nvml.cuda_version, stack,
                      forced_cpu=forced is not None)
 
-
-# -- the memory monitor -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class GpuMemorySample:
-    """Device memory at one moment (bytes)."""
-
-    t: float  # seconds since the monitor started
-    used: int
-    total: int
-
-
-@dataclass(frozen=True)
-class GpuMemoryReport:
-    """Device memory before, at peak and after a block of work; ``available`` false on CPU machines."""
-
-    label: str
-    available: bool
-    reason: str = ""
-    device_index: int | None = None
-    device_name: str | None = None
-    total: int | None = None
-    before: int | None = None
-    peak: int | None = None
-    after: int | None = None
-    samples: int = 0
-    duration_s: float = 0.0
-    #: RMM's exact peak of this process's allocations inside the block (when cuDF/RMM was active)
-    rmm_peak: int | None = None
-
-    def summary(self) -> str:
-        """One human line (GiB)."""
-        if not self.available:
-            return f"{self.label}: no GPU ({self.reason})" if self.reason else f"{self.label}: no GPU"
-        line = (f"{self.label}: GPU {self.device_index} ({self.device_name}) memory "
-                f"before {_gib(self.before):.2f} GiB, peak {_gib(self.peak):.2f} GiB, "
-                f"after {_gib(self.after):.2f} GiB of {_gib(self.total):.2f} GiB")
-        if self.rmm_peak is not None:
-            line += f"; RMM peak {_gib(self.rmm_peak):.2f} GiB"
-        return line
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "available": self.available,
-            "reason": self.reason,
-            "device_index": self.device_index,
-            "device_name": self.device_name,
-            "total_gib": _gib(self.total),
-            "before_gib": _gib(self.before),
-            "peak_gib": _gib(self.peak),
-            "after_gib": _gib(self.after),
-            "rmm_peak_gib": _gib(self.rmm_peak),
-            "samples": self.samples,
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
-class GPUMemoryMonitor:
-    """Record device memory before, after and at peak of a ``with`` block.
-
-    A background thread samples NVML every ``interval_s``; where RMM is already imported (cuDF is
-    active in this process) RMM's statistics give the exact peak of this process's allocations.
-    On a machine without a usable NVIDIA driver it is a no-op whose report says "no GPU".
-    ``on_sample`` (called from the sampling thread) feeds a live display; :attr:`latest` too.
-
-    >>> with GPUMemoryMonitor("convert") as mon:
-    ...     pass
-    >>> mon.report.available in (True, False)
-    True
-    """
-
-    def __init__(self, label: str = "gpu", interval_s: float = 0.25, *, device_index: int | None = None,
-                 on_sample: Callable[[GpuMemorySample], None] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
-        self.label = label
-        self.interval_s = interval_s
-        self.device_index = device_index
-        self.on_sample = on_sample
-        self._env = os.environ if environ is None else environ
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._handle: Any = None
-        self._nvml_open = False
-        self._rmm_active = False
-        self._rmm_prior: Any = None
-        self._start = 0.0
-        self._before: GpuMemorySample | None = None
-        self._peak = 0
-        self._count = 0
-        self._name: str | None = None
-        self._reason = ""
-        self.latest: GpuMemorySample | None = None
-        self.report = GpuMemoryReport(label, False, "not started")
-
-    # the sampling -------------------------------------------------------------------------------
-    def _sample(self) -> GpuMemorySample | None:
-        import pynvml
-
-        try:
-            mem = pynvml.nvmlDeviceGetMemoryInfo(self._handle)
-        except pynvml.NVMLError:
-            return None
-        s = GpuMemorySample(time.monotonic() - self._start, int(mem.used), int(mem.total))
-        with self._lock:
-            self._peak = max(self._peak, s.used)
-            self._count += 1
-            self.latest = s
-        if self.on_sample is not None:
-            try:
-                self.on_sample(s)
-            except Exception:  # a display failing must not end the measurement
-                self.on_sample = None
-        return s
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
-    def _open(self) -> bool:
-        try:
-            import pynvml
-        except ImportError:
-            self._reason = REASON_NO_BINDINGS
-            return False
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError_LibraryNotFound:
-            self._reason = REASON_NO_DRIVER
-            return False
-        except pynvml.NVMLError as exc:
-            self._reason = f"NVIDIA driver not usable ({exc})"
-            return False
-        self._nvml_open = True
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            if self.device_index is None:
-                uuids = [_text(_optional(pynvml.nvmlDeviceGetUUID, pynvml.nvmlDeviceGetHandleByIndex(i)) or "")
-                         for i in range(count)]
-                vis = visible_indices(count, uuids, self._env)
-                if not vis:
-                    self._reason = REASON_NO_DEVICE
-                    return False
-                self.device_index = vis[0]
-            if not 0 <= self.device_index < count:
-                self._reason = f"no GPU device {self.device_index}"
-                return False
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.device_index)
-            self._name = _text(pynvml.nvmlDeviceGetName(self._handle))
-        except pynvml.NVMLError as exc:
-            self._reason = f"NVIDIA driver not usable ({exc})"
-            return False
-        return True
-
-    def _rmm_begin(self) -> None:
-        """Count this block's RMM allocations where cuDF (so RMM) is already loaded in this process."""
-        if "rmm" not in sys.modules:
-            return
-        try:
-            import rmm.mr
-            import rmm.statistics
-
-            if rmm.statistics.push_statistics() is None:  # statistics were off: wrap the resource
-                self._rmm_prior = rmm.mr.get_current_device_resource()
-                rmm.statistics.enable_statistics()
-            self._rmm_active = True
-        except Exception:  # an RMM without statistics: NVML figures only
-            self._rmm_active = False
-
-    def _rmm_end(self) -> int | None:
-        if not self._rmm_active:
-            return None
-        try:
-            import rmm.mr
-            import rmm.statistics
-
-            if self._rmm_prior is not None:
-                stats = rmm.statistics.get_statistics()
-                rmm.mr.set_current_device_resource(self._rmm_prior)
-            else:
-                stats = rmm.statistics.pop_statistics()
-            return None if stats is None else int(stats.peak_bytes)
-        except Exception:
-            return None
-        finally:
-            self._rmm_active = False
-            self._rmm_prior = None
-
-    # the context manager ------------------------------------------------------------------------
-    def __enter__(self) -> GPUMemoryMonitor:
-        self._start = time.monotonic()
-        if not self._open():
-            self._close_nvml()
-            self.report = GpuMemoryReport(self.label, False, self._reason)
-            return self
-        self._before = self._sample()
-        self._rmm_begin()
-        self._thread = threading.Thread(target=self._run, name=f"gpu-monitor-{self.label}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._thread is None:
-            self.report = GpuMemoryReport(self.label, False, self._reason,
-                                          duration_s=time.monotonic() - self._start)
-            return
-        self._stop.set()
-        self._thread.join()
-        after = self._sample()
-        rmm_peak = self._rmm_end()
-        self._close_nvml()
-        last = after or self._before
-        total = last.total if last is not None else None
-        self.report = GpuMemoryReport(
-            self.label, True, "", self.device_index, self._name, total,
-            self._before.used if self._before else None, self._peak if self._count else None,
-            after.used if after else None, self._count, time.monotonic() - self._start, rmm_peak)
-
-    def _close_nvml(self) -> None:
-        if self._nvml_open:
-            import pynvml
-
-            _optional(pynvml.nvmlShutdown)
-            self._nvml_open = False
-
-
-@contextmanager
-def gpu_memory(label: str, cfg: Config | None = None) -> Iterator[GPUMemoryMonitor]:
-    """``with gpu_memory("convert", cfg) as mon:`` — a monitor at the configured sampling period."""
-    interval = cfg.gpu.monitor_interval_s if cfg is not None else 0.25
-    with GPUMemoryMonitor(label, interval) as mon:
-        yield mon
