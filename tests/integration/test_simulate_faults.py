@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -14,22 +13,17 @@ from decimal import Decimal
 import pytest
 import websocket
 
-from mktpred.coinbase import subscribe_message
 from mktpred.simulate import SimulatedExchange, parse_fault
+from tests.integration.simclient import close_clients, open_client
 
 CHANNELS = ["level2", "ticker", "market_trades", "heartbeats"]
-_OPEN: list[websocket.WebSocket] = []
 
 
 @pytest.fixture(autouse=True)
 def _close_clients() -> Iterator[None]:
     """Close every client a test opened, whatever happened."""
     yield
-    while _OPEN:
-        ws = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            ws.close(timeout=1)
-        ws.shutdown()
+    close_clients()
 
 
 def sim_with(*specs: str, rate: float = 300.0, **kw: object) -> SimulatedExchange:
@@ -38,11 +32,7 @@ def sim_with(*specs: str, rate: float = 300.0, **kw: object) -> SimulatedExchang
 
 
 def connect(sim: SimulatedExchange, channels: list[str] = CHANNELS) -> websocket.WebSocket:
-    ws = websocket.create_connection(sim.url, timeout=30, skip_utf8_validation=True)
-    _OPEN.append(ws)
-    for ch in channels:
-        ws.send(subscribe_message(ch, ["BTC-USD"]))
-    return ws
+    return open_client(sim, channels)
 
 
 def recv(ws: websocket.WebSocket) -> tuple[int, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
@@ -18,36 +17,23 @@ import websocket
 
 from mktpred.coinbase import parse_rfc3339_ns, subscribe_message
 from mktpred.simulate import SimulatedExchange
+from tests.integration.simclient import close_clients, open_client
 
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])?Z$")
 DECIMAL = re.compile(r"^-?(0|[1-9]\d*)(\.\d*[1-9])?$")
 GO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])? \+0000 UTC m=\+\d+\.\d{9}$")
 PRODUCTS = ["BTC-USD", "ETH-USD"]
-_OPEN: list[websocket.WebSocket] = []
 
 
 @pytest.fixture(autouse=True)
 def _close_clients() -> Iterator[None]:
     """Close every client a test opened, whatever happened."""
     yield
-    while _OPEN:
-        ws = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            ws.close(timeout=1)
-        ws.shutdown()
-
-
-def open_ws(sim: SimulatedExchange) -> websocket.WebSocket:
-    ws = websocket.create_connection(sim.url, timeout=30, skip_utf8_validation=True)
-    _OPEN.append(ws)
-    return ws
+    close_clients()
 
 
 def connect(sim: SimulatedExchange, channels: list[str], products: list[str] = PRODUCTS) -> websocket.WebSocket:
-    ws = open_ws(sim)
-    for ch in channels:
-        ws.send(subscribe_message(ch, products))
-    return ws
+    return open_client(sim, channels, products)
 
 
 def frames(ws: websocket.WebSocket, n: int) -> list[str]:
@@ -71,7 +57,7 @@ def read_until(ws: websocket.WebSocket, pred: Any, limit: int = 100_000) -> list
 def test_idle_client_is_closed_after_the_subscribe_deadline() -> None:
     """A client that never subscribes gets a close frame (1008) once the deadline passes."""
     with SimulatedExchange(subscribe_timeout_s=0.3) as sim:
-        ws = open_ws(sim)
+        ws = open_client(sim)
         start = time.monotonic()
         opcode, data = ws.recv_data(control_frame=True)
         assert opcode == websocket.ABNF.OPCODE_CLOSE
@@ -110,7 +96,7 @@ def test_acks_follow_snapshots_and_list_every_subscription() -> None:
 def test_unknown_channel_and_bad_messages_get_error_frames() -> None:
     """An unknown channel gets `authentication failure`; garbage gets an error; neither is numbered."""
     with SimulatedExchange(rate=10, depth=20) as sim:
-        ws = open_ws(sim)
+        ws = open_client(sim)
         ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "level3"}))
         assert frames(ws, 1) == ['{"type":"error","message":"authentication failure"}']
         ws.send("not json")

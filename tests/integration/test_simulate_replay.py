@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import re
@@ -11,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import websocket
 import zstandard
 
-from mktpred.coinbase import format_rfc3339_ns, subscribe_message
+from mktpred.coinbase import format_rfc3339_ns
 from mktpred.simulate import SimulatedExchange, parse_fault
+from tests.integration.simclient import close_clients, open_client
 
-_OPEN: list[websocket.WebSocket] = []
 T0 = 1_786_309_548_000_000_000
 
 
@@ -25,18 +23,11 @@ T0 = 1_786_309_548_000_000_000
 def _close_clients() -> Iterator[None]:
     """Close every client a test opened, whatever happened."""
     yield
-    while _OPEN:
-        ws = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            ws.close(timeout=1)
-        ws.shutdown()
+    close_clients()
 
 
 def receive(sim: SimulatedExchange, n: int) -> list[bytes]:
-    ws = websocket.create_connection(sim.url, timeout=30, skip_utf8_validation=True)
-    _OPEN.append(ws)
-    for ch in ("level2", "heartbeats"):
-        ws.send(subscribe_message(ch, ["BTC-USD"]))
+    ws = open_client(sim, ("level2", "heartbeats"))
     out = []
     for _ in range(n):
         _, data = ws.recv_data()
