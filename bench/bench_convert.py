@@ -13,37 +13,24 @@ machine are only as good as the idle cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from mktpred.convert.synth import ensure_segment
+from _common import run_mktpred_json
 
-GIB = 2**30
+from mktpred.convert.synth import ensure_segment
 
 
 def run_once(raw: Path, store: Path, engine: str, threads: int) -> dict[str, float]:
-    env = dict(os.environ)
-    if threads:
-        env["MKTPRED_CONVERT_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "mktpred", "convert", "--raw-dir", str(raw), "--parquet-dir", str(store),
-           "--engine", engine, "--force", "--json"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"convert failed ({status}): {out[-2000:]!r}")
-    doc = json.loads(out)
+    run = run_mktpred_json(["convert", "--raw-dir", str(raw), "--parquet-dir", str(store), "--engine", engine,
+                            "--force", "--json"], threads)
+    doc, wall = run.doc, run.wall_s
     size = doc["input_bytes"]
     return {
         "mb": size / 1e6, "wall_s": wall, "convert_s": doc["seconds"], "lines": doc["lines"],
         "l2_rows": doc["rows"]["l2"], "mb_per_s": size / 1e6 / wall, "l2_rows_per_s": doc["rows"]["l2"] / wall,
-        "peak_rss_gib": usage.ru_maxrss * 1024 / GIB, "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_gib": run.peak_rss_gib, "cpu_s": run.cpu_s,
     }
 
 

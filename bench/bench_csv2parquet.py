@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import run_mktpred_json
 
-GIB = 2**30
 HEADER = b"exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount\n"
 START_US = 1_786_309_548_228_568
 
@@ -80,24 +76,13 @@ def ensure_csv(directory: Path, gb: float, compress: str) -> Path:
 
 
 def run_once(csv: Path, store: Path, threads: int) -> dict[str, float]:
-    env = dict(os.environ)
-    if threads:
-        env["MKTPRED_CONVERT_THREADS"] = str(threads)
     shutil.rmtree(store, ignore_errors=True)
-    cmd = [sys.executable, "-m", "mktpred", "csv2parquet", str(csv), "--parquet-dir", str(store), "--force",
-           "--json"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"csv2parquet failed ({status}): {out[-2000:]!r}")
-    doc = json.loads(out)
+    run = run_mktpred_json(["csv2parquet", str(csv), "--parquet-dir", str(store), "--force", "--json"], threads)
+    doc, wall = run.doc, run.wall_s
     size = doc["input_bytes"]
     rows = doc["rows"].get("l2", 0)
     return {"mb": size / 1e6, "rows": rows, "wall_s": wall, "mb_per_s": size / 1e6 / wall, "rows_per_s": rows / wall,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_gib": usage.ru_maxrss * 1024 / GIB,
+            "cpu_s": run.cpu_s, "peak_rss_gib": run.peak_rss_gib,
             "parquet_mb": sum(p.stat().st_size for p in store.rglob("*.parquet")) / 1e6}
 
 
