@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from mktpred.cli.app import app
 from mktpred.simulate import SimulatedExchange
+from tests.integration.procs import reaped, wait_until
 
 WAIT = 30.0
 
@@ -35,29 +35,16 @@ def _frames(raw_dir: Path) -> list[str]:
     return out
 
 
-def _wait(pred: object, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_sigterm_mid_burst_seals_everything_received_and_exits_0(tmp_path: Path) -> None:
     """SIGTERM during a 3,000 frames/s burst: exit 0, one sealed segment holding every frame read, in order."""
     raw = tmp_path / "raw"
     with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=3000.0, seed=11, depth=200,
                            record_sent=True) as sim:
         proc = _start(sim.url, raw, "--json")
-        try:
+        with reaped(proc, WAIT):
             assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent >= 3000, WAIT)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=WAIT)
         sent = list(sim.connections()[0].sent)
     assert proc.returncode == 0, err
     assert not list(raw.glob("*.part"))
@@ -76,14 +63,10 @@ def test_ctrl_c_seals_and_exits_130(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=500.0, seed=12, depth=200) as sim:
         proc = _start(sim.url, raw)
-        try:
+        with reaped(proc, WAIT):
             assert sim.wait_for(lambda s: bool(s.connections()) and s.connections()[0].frames_sent >= 300, WAIT)
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=WAIT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=WAIT)
     assert proc.returncode == 130
     assert "error: interrupted" in err and "Traceback" not in err
     assert not list(raw.glob("*.part")) and len(_frames(raw)) >= 100
@@ -95,7 +78,7 @@ def test_torn_part_from_a_killed_process_is_repaired_on_next_start(tmp_path: Pat
     with SimulatedExchange(products=["BTC-USD", "ETH-USD"], rate=500.0, seed=13, depth=200) as sim:
         proc = _start(sim.url, raw)
         try:
-            assert _wait(lambda: any(p.stat().st_size > 50_000 for p in raw.glob("*.jsonl.part")))
+            assert wait_until(lambda: any(p.stat().st_size > 50_000 for p in raw.glob("*.jsonl.part")), WAIT)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=WAIT)

@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from mktpred.store.schemas import TABLE_SCHEMAS
+from tests.integration.procs import reaped, wait_until
 
 WAIT = 60.0
 _SCRIPT = Path(sys.executable).with_name("mktpred")
@@ -29,15 +29,6 @@ FAULTS = ["duplicate:after=60", "gap:every=100", "stall:seconds=2,after=150", "d
 
 def mktpred(*args: str, cwd: Path, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MKTPRED, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def _wait(pred: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Simulator:
@@ -76,18 +67,14 @@ def _collect_until(raw: Path, url: str, cwd: Path, done: Any) -> dict[str, Any]:
     cmd = [*MKTPRED, "collect", "--url", url, "--products", "BTC-USD,ETH-USD", "--raw-dir", str(raw),
            "--duration", "60", "--stall-timeout", "1", "--flush-interval", "0.2", "--json"]
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc, WAIT):
         def ready() -> bool:
             parts = list(raw.glob("*.jsonl.part"))
             return bool(parts) and done(parts[0].read_text(errors="replace"))
 
-        assert _wait(ready), "the recorder never saw what the faults should cause"
+        assert wait_until(ready, WAIT, interval=0.05), "the recorder never saw what the faults should cause"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err
     summary: dict[str, Any] = json.loads(out)
     return summary
