@@ -36,11 +36,13 @@ def convert_command(
 
     Example: mktpred convert --raw-dir data/raw --parquet-dir data/parquet --write-csv"""
     from mktpred.convert.runner import run_convert
+    from mktpred.gpu import gpu_memory
 
     cfg = load_config(config, {"paths.raw_dir": raw_dir, "paths.parquet_dir": parquet_dir,
                                "paths.csv_dir": csv_dir, "convert.engine": engine})
     term = Terminal()
-    with term.progress("convert") as progress:
+    # The monitor is a no-op where NVML sees no GPU; on a GPU it records before/peak/after memory.
+    with gpu_memory("convert", cfg) as monitor, term.progress("convert") as progress:
         summary = run_convert(cfg, include_latest=include_latest, write_csv=write_csv, force=force,
                               max_invalid=max_invalid, scheduler=scheduler, progress=progress)
     if json_out:
@@ -50,6 +52,8 @@ def convert_command(
             term.warn(note)
         doc = summary.to_json()
         term.info(f"engine: {summary.engine} ({summary.engine_reason})")
+        if summary.engine == "gpu" and monitor.report.available:
+            term.info(f"GPU memory: {monitor.report.summary()}")
         term.table("convert", ["", "value"], [
             ("segments converted", summary.converted), ("segments skipped", summary.skipped),
             ("segments failed", summary.failed),

@@ -258,6 +258,6 @@ class GpuEngine(ConversionEngine):
                 return
             for start in range(0, frames.num_rows, SLICE_FRAMES):
                 # Rejections here are about the data, never the GPU: the caller isolates the lines.
-                yield self._cpu._convert_batch(frames.slice(start, SLICE_FRAMES))
+                yield self._cpu.convert_frames(frames.slice(start, SLICE_FRAMES))
                 yielded = True
             offset += length
