@@ -80,7 +80,14 @@ class Manifest:
         os.replace(tmp, path)
 
     def get(self, source: Path) -> SourceEntry | None:
-        return self.entries.get(str(source.resolve()))
+        """The entry of ``source``; a raw segment whose folder moved is found by its file name
+        (segment names are unique UTC timestamps), so moving a data directory does not make every
+        segment look unconverted."""
+        entry = self.entries.get(str(source.resolve()))
+        if entry is not None:
+            return entry
+        same_name = [e for e in self.entries.values() if e.kind == "raw" and Path(e.source).name == source.name]
+        return same_name[0] if len(same_name) == 1 else None
 
     def put(self, entry: SourceEntry) -> None:
         self.entries[entry.source] = entry

@@ -128,3 +128,16 @@ def test_write_csv_on_an_up_to_date_store_adds_the_missing_csv(tmp_path: Path) -
     code, out, _ = convert("--raw-dir", str(raw), "--parquet-dir", store, "--write-csv", "--csv-dir", str(csv),
                            "--json")
     assert json.loads(out)["skipped"] == 1
+
+
+def test_moved_raw_dir_is_still_up_to_date(tmp_path: Path) -> None:
+    """Moving the raw folder keeps its segments converted: convert skips them, validate finds them."""
+    raw, store = raw_dir(tmp_path), str(tmp_path / "s")
+    assert convert("--raw-dir", str(raw), "--parquet-dir", store, "--json")[0] == 0
+    moved = raw.rename(tmp_path / "moved-raw")
+    code, out, _ = convert("--raw-dir", str(moved), "--parquet-dir", store, "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 1 and json.loads(out)["converted"] == 0
+    result = runner.invoke(app, ["validate", "--parquet-dir", store, "--raw-dir", str(moved), "--json"],
+                           catch_exceptions=False)
+    raw_check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "raw_converted")
+    assert raw_check["status"] == "pass", raw_check
