@@ -21,11 +21,12 @@ import zstandard
 from mktpred.config import Config, load_config
 from mktpred.convert import gpu_engine
 from mktpred.convert.cpu_engine import CpuEngine
-from mktpred.convert.engine import EngineBatch, EngineRejected, SegmentJob, select_engine
+from mktpred.convert.engine import EngineRejected, SegmentJob, select_engine
 from mktpred.convert.gpu_engine import RAW_SCHEMA, GpuEngine
 from mktpred.convert.segment import run_job
 from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import GPUUnavailable
+from tests.unit.engine_batches import concat_batches
 
 _I64 = pa.int64()
 
@@ -68,20 +69,6 @@ class ArrowRangeReader:
                             read_options=pj.ReadOptions(block_size=64 * 2**20))
 
 
-def _tables(batches: list[EngineBatch]) -> tuple[dict[str, pa.Table], list[tuple[int, str]], int]:
-    """Concatenate each table over the batches; specials with file-wide line indices."""
-    out: dict[str, list[pa.Table]] = {}
-    special: list[tuple[int, str]] = []
-    base = 0
-    for b in batches:
-        for name, t in b.tables.items():
-            if t.num_rows:
-                out.setdefault(name, []).append(t)
-        special.extend((base + i, k) for i, k in b.special)
-        base += b.lines
-    return {k: pa.concat_tables(v) for k, v in out.items()}, special, base
-
-
 def _assert_same(a: tuple[dict[str, pa.Table], list[tuple[int, str]], int],
                  b: tuple[dict[str, pa.Table], list[tuple[int, str]], int]) -> None:
     ta, sa, na = a
@@ -98,7 +85,7 @@ def _assert_same(a: tuple[dict[str, pa.Table], list[tuple[int, str]], int],
 def _cpu(path: Path) -> tuple[dict[str, pa.Table], list[tuple[int, str]], int]:
     eng = CpuEngine(threads=1)
     try:
-        return _tables(list(eng.convert_file(path)))
+        return concat_batches(list(eng.convert_file(path)))
     finally:
         eng.close()
 
@@ -107,7 +94,7 @@ def _gpu(path: Path, reader: ArrowRangeReader, **kw: int) -> tuple[tuple[dict[st
                                                                           list[tuple[int, str]], int], GpuEngine]:
     eng = GpuEngine(Config(), reader=reader, **kw)
     try:
-        return _tables(list(eng.convert_file(path))), eng
+        return concat_batches(list(eng.convert_file(path))), eng
     finally:
         eng.close()
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pytest
 import zstandard
 
 from mktpred.config import load_config
 from mktpred.convert.cpu_engine import CpuEngine
-from mktpred.convert.engine import EngineBatch, SegmentJob, select_engine
+from mktpred.convert.engine import SegmentJob, select_engine
 from mktpred.convert.gpu_engine import GpuEngine
 from mktpred.convert.segment import run_job
 from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.gpu import GPUMemoryMonitor, detect_gpu
+from tests.unit.engine_batches import concat_batches
 
 pytestmark = pytest.mark.gpu
 
@@ -31,26 +31,13 @@ def usable_gpu() -> None:
         pytest.skip(f"no usable GPU: {status.reason}")
 
 
-def _collect(batches: list[EngineBatch]) -> tuple[dict[str, pa.Table], list[tuple[int, str]], int]:
-    out: dict[str, list[pa.Table]] = {}
-    special: list[tuple[int, str]] = []
-    base = 0
-    for b in batches:
-        for name, t in b.tables.items():
-            if t.num_rows:
-                out.setdefault(name, []).append(t)
-        special.extend((base + i, k) for i, k in b.special)
-        base += b.lines
-    return {k: pa.concat_tables(v) for k, v in out.items()}, special, base
-
-
 def _compare(path: Path, range_bytes: int | None) -> GpuEngine:
     cfg = load_config()
     cpu = CpuEngine()
     gpu = GpuEngine(cfg, range_bytes=range_bytes)
     try:
-        want = _collect(list(cpu.convert_file(path)))
-        got = _collect(list(gpu.convert_file(path)))
+        want = concat_batches(list(cpu.convert_file(path)))
+        got = concat_batches(list(gpu.convert_file(path)))
     finally:
         cpu.close()
         gpu.close()
