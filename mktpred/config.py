@@ -58,6 +58,9 @@ class PathsConfig:
     raw_dir: Path = _spec(Path("data/raw"), "a directory path", help="where collect writes raw JSONL segments")
     parquet_dir: Path = _spec(Path("data/parquet"), "a directory path", help="the Parquet store")
     csv_dir: Path = _spec(Path("data/csv"), "a directory path", help="where --write-csv writes CSV tables")
+    models_dir: Path = _spec(Path("data/models"), "a directory path", help="where train writes model directories")
+    predictions_dir: Path = _spec(Path("data/predictions"), "a directory path",
+                                  help="where serve writes JSONL prediction segments")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class SimulateConfig:
     rate: float = _spec(50.0, "a number >= 0", _non_negative, "market-model messages per second (0 = as fast as possible)")
     seed: int = _spec(1, "an integer", help="random seed (reproducible streams)")
     depth: int = _spec(2000, "an integer > 0", _positive, "price levels per side in the simulated book")
+    signal: float = _spec(0.0, "a number >= 0", _non_negative,
+                          "planted predictability of the mid (0 = none; see the README's oracle section)")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,27 @@ class BookConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    interval: str = _spec("1s", "a duration such as 100ms or 1s", help="feature grid")
+    horizons: list[str] = _spec(["1s", "10s", "60s"], "a list of durations", bool, "fwd_ret label horizons")
+    cross: str = _spec("", "a product id or empty", help="add this product's lagged ret_1 and ofi_1 to the others")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    horizon: str = _spec("10s", "a duration such as 10s", help="label horizon (one of features.horizons)")
+    model: str = _spec("lightgbm", "one of lightgbm, logistic", _one_of("lightgbm", "logistic"), "model family")
+    folds: int = _spec(5, "an integer >= 1", lambda v: v >= 1, "walk-forward test folds")
+    seed: int = _spec(0, "an integer", help="random seed (same data + seed = same model)")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = _spec("127.0.0.1", "a host name or address", help="HTTP bind address (loopback by default)")
+    port: int = _spec(8000, "an integer 0..65535", _port, "HTTP port (0 = any free port)")
+
+
+@dataclass(frozen=True)
 class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
@@ -137,6 +163,9 @@ class Config:
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     book: BookConfig = field(default_factory=BookConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     #: where each value came from: "collect.url" -> "default" | "file PATH" | "env NAME" | "option"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: the file that was read, if any
