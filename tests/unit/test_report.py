@@ -213,3 +213,24 @@ def test_powerbi_tables_read_back_incremental(real_store: Path, tmp_path: Path) 
     assert hour is not None and hour[0].endswith(":00:00.000000000Z")
     again = export_powerbi(real_store / "pq", real_store / "models", out)
     assert all(v["written"] == 0 for v in again.values())
+
+
+def test_headless_chromium_renders_the_page(real_store: Path, tmp_path: Path) -> None:
+    """Headless Chromium, offline, renders the report to a PNG that is not blank (skipped without chromium)."""
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    rep = write_report(build_report(real_store / "pq", real_store / "models"), tmp_path / "r.html")
+    assert rep.out is not None
+    png = tmp_path / "shot.png"
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+                    "--proxy-server=127.0.0.1:9", "--window-size=1200,4000", f"--screenshot={png}",
+                    rep.out.as_uri()], check=True, capture_output=True, timeout=60)
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("L"))
+    assert img.shape[0] >= 1000
+    dark = (img < 128).mean()
+    assert 0.005 < dark < 0.5  # text and lines drawn on a white page, not blank
