@@ -193,6 +193,7 @@ def test_powerbi_tables_read_back_incremental(real_store: Path, tmp_path: Path) 
     """Power BI folders read back by DuckDB with the source row counts and ISO times; a re-run rewrites nothing."""
     import duckdb
 
+    real_store = Path(shutil.copytree(real_store, tmp_path / "store"))  # this test changes a source
     out = tmp_path / "pbi"
     first = export_powerbi(real_store / "pq", real_store / "models", out)
     assert first["features"] == {"written": 2, "skipped": 0}
@@ -213,6 +214,12 @@ def test_powerbi_tables_read_back_incremental(real_store: Path, tmp_path: Path) 
     assert hour is not None and hour[0].endswith(":00:00.000000000Z")
     again = export_powerbi(real_store / "pq", real_store / "models", out)
     assert all(v["written"] == 0 for v in again.values())
+    one = sorted((real_store / "pq" / "features").glob("date=*"))[1] / "seg.parquet"
+    pq.write_table(pq.read_table(one).slice(0, 10), one)  # the second day's source changes
+    third = export_powerbi(real_store / "pq", real_store / "models", out)
+    assert third["features"] == {"written": 1, "skipped": 1}
+    n = con.execute(f"SELECT count(*) FROM read_csv('{out}/csv/features/*/*.csv')").fetchone()
+    assert n == (60,)
 
 
 def test_headless_chromium_renders_the_page(real_store: Path, tmp_path: Path) -> None:
