@@ -154,6 +154,13 @@ def test_report_every_section_and_chart_offline(real_store: Path, tmp_path: Path
     assert set(doc["sections"]["market"]["products"]) == {"BTC-USD", "ETH-USD"}
     text = "".join(page.text)
     assert f"{cov['frames']} frames" in text
+    cells = page.text
+    for channel, n in cov["frames_per_channel"].items():  # the table's cells are the --json numbers
+        i = cells.index(channel)
+        assert cells[i + 1] == str(n)
+    for product, doc_p in doc["sections"]["market"]["products"].items():
+        i = cells.index(product, cells.index("median_spread_bps"))
+        assert cells[i + 1:i + 9] == [str(doc_p[k]) for k in doc_p]
 
 
 def test_features_and_models_numbers(real_store: Path) -> None:
