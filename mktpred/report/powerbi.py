@@ -100,14 +100,13 @@ def export_powerbi(parquet_dir: Path, models_dir: Path, out: Path) -> dict[str, 
 
                 emit(table, date, _fingerprint(files),
                      lambda files=files: ds.dataset([str(f) for f in files], format="parquet").to_table())
-    for v in current_versions(models_dir):
-        ev_path = v / "evaluation.parquet"
-        if not ev_path.is_file():
-            continue
-        key = f"{v.parent.name}/{v.name}"
-        daily = daily_metrics(pd.read_parquet(ev_path), key)
+    evals = [(f"{v.parent.name}/{v.name}", v / "evaluation.parquet") for v in current_versions(models_dir)
+             if (v / "evaluation.parquet").is_file()]
+    if evals:  # every current model's rows of one day go into that day's one file
+        fp = _fingerprint([p for _, p in evals], "|".join(k for k, _ in evals))
+        daily = pd.concat([daily_metrics(pd.read_parquet(p), k) for k, p in evals], ignore_index=True)
         for date, g in daily.groupby("date", sort=True):
-            emit("daily_metrics", f"{date}", _fingerprint([ev_path], key),
+            emit("daily_metrics", f"{date}", fp,
                  lambda g=g: pa.Table.from_pandas(g.reset_index(drop=True), preserve_index=False))
     con = duckdb.connect()
     for date in store.layout.dates("messages"):

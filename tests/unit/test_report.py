@@ -212,8 +212,9 @@ def test_powerbi_tables_read_back_incremental(real_store: Path, tmp_path: Path) 
                   ).fetchall()
     assert len(csv) == 100
     assert csv[0][0] == np.datetime_as_string(np.datetime64(DAY1, "ns")) + "Z"
-    dm = con.execute(f"SELECT rows, accuracy, signed_return FROM read_csv('{out}/csv/daily_metrics/*/*.csv')").fetchall()
-    assert dm[0][0] == 4 and dm[0][1] == 0.5 and math.isclose(dm[0][2], 0.001)
+    dm = con.execute(f"SELECT rows, accuracy, auc, signed_return FROM read_csv('{out}/csv/daily_metrics/*/*.csv')"
+                     ).fetchall()
+    assert len(dm) == 1 and dm[0][:3] == (4, 0.5, 0.75) and math.isclose(dm[0][3], 0.001)  # AUC: 3 of 4 pairs
     frames = con.execute(f"SELECT sum(frames) FROM read_parquet('{out}/parquet/coverage_hourly/*/*.parquet')").fetchone()
     total = con.execute(f"SELECT count(*) FROM read_parquet('{real_store}/pq/messages/*/*.parquet')").fetchone()
     assert frames == total
@@ -248,3 +249,18 @@ def test_headless_chromium_renders_the_page(real_store: Path, tmp_path: Path) ->
     assert img.shape[0] >= 1000
     dark = (img < 128).mean()
     assert 0.005 < dark < 0.5  # text and lines drawn on a white page, not blank
+
+
+def test_powerbi_daily_metrics_keep_every_model(tmp_path: Path) -> None:
+    """Two current models evaluated on the same day give two rows in that day's one file."""
+    import duckdb
+
+    (tmp_path / "pq").mkdir()
+    _model(tmp_path / "models")
+    shutil.copytree(tmp_path / "models" / "m", tmp_path / "models" / "m2")
+    res = export_powerbi(tmp_path / "pq", tmp_path / "models", tmp_path / "pbi")
+    assert res == {"daily_metrics": {"written": 1, "skipped": 0}}
+    rows = duckdb.connect().execute(
+        f"SELECT model, rows FROM read_parquet('{tmp_path}/pbi/parquet/daily_metrics/*/*.parquet') ORDER BY model"
+    ).fetchall()
+    assert rows == [("m/v1", 4), ("m2/v1", 4)]
