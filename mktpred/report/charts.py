@@ -106,7 +106,7 @@ def section_charts(s: Section) -> list[tuple[str, str]]:
             out.append(("correlation of each feature with each forward return", to_svg(fig)))
     elif s.name == "models":
         for key, doc in s.data["models"].items():
-            folds = doc["folds"]
+            folds = doc.get("folds")
             if folds:
                 fig, ax = plt.subplots(figsize=(6, 2.5))
                 ax.plot([f["fold"] for f in folds], [f["auc"] for f in folds], marker="o", label="model")

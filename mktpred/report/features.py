@@ -54,6 +54,7 @@ def features_section(parquet_dir: Path, *, table: str = "features", bins: int = 
             pair = df[[c, lab]].astype(float).dropna()
             ok = len(pair) > 2 and pair[c].std() > 0 and pair[lab].std() > 0
             corr[c][lab] = r6(float(np.corrcoef(pair[c], pair[lab])[0, 1])) if ok else None
-    data = {"rows": len(df), "products": sorted(df["product_id"].dropna().unique().tolist()),
+    products = sorted(df["product_id"].dropna().unique().tolist()) if "product_id" in df.columns else []
+    data = {"rows": len(df), "products": products,
             "labels": labels, "distribution": dist, "correlation": corr}
     return Section(NAME, TITLE, True, data=data, series={"hist": hist})

@@ -53,6 +53,11 @@ def _tables(s: Section) -> str:
     elif s.name == "models":
         for key, doc in d["models"].items():
             parts.append(f"<h3>{_e(key)}</h3>")
+            if "error" in doc:
+                parts.append(f'<p class="absent">{_e(doc["error"])}</p>')
+                continue
+            if "evaluation" in doc:
+                parts.append(f"<p>{_e(doc['evaluation'])}</p>")
             rows = [{"who": "model", **doc["pooled"]}] + [{"who": b, **bd["pooled"]} for b, bd in doc["baselines"].items()]
             parts.append(_table(rows))
             parts.append(_table(doc["folds"]))

@@ -11,6 +11,7 @@ from typing import Any
 from mktpred.report.section import Section, absent, r6
 
 NAME, TITLE = "models", "Models"
+EVAL_COLUMNS = ("time", "label", "prediction", "fwd_ret", "spread_bps")
 METRICS = ("rows", "accuracy", "balanced_accuracy", "auc", "log_loss", "mcc")
 
 
@@ -71,7 +72,11 @@ def models_section(models_dir: Path) -> Section:
     models: dict[str, Any] = {}
     series: dict[str, Any] = {}
     for v in versions:
-        spec = json.loads((v / "model.json").read_text(encoding="utf-8"))
+        try:
+            spec = json.loads((v / "model.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            models[f"{v.parent.name}/{v.name}"] = {"error": f"model.json unreadable: {exc}"}
+            continue
         key = f"{spec.get('name', v.parent.name)}/{spec.get('version', v.name)}"
         metrics = spec.get("metrics", {})
         doc: dict[str, Any] = {
@@ -83,11 +88,18 @@ def models_section(models_dir: Path) -> Section:
                               "folds": [{"fold": f.get("fold"), **_metrics(f)} for f in m.get("folds", [])]}
                           for b, m in spec.get("baselines", {}).items()}}
         ev = v / "evaluation.parquet"
-        if ev.is_file():
-            extra, ser = evaluate_frame(pd.read_parquet(ev))
-            doc.update(extra)
-            series[key] = ser
-        else:
+        if not ev.is_file():
             doc["evaluation"] = "no evaluation.parquet"
+        elif spec.get("target", "direction") != "direction":
+            doc["evaluation"] = "calibration and signal are shown for direction models only"
+        else:
+            frame = pd.read_parquet(ev)
+            missing = [c for c in EVAL_COLUMNS if c not in frame.columns]
+            if missing:
+                doc["evaluation"] = f"evaluation.parquet lacks {', '.join(missing)}"
+            else:
+                extra, ser = evaluate_frame(frame)
+                doc.update(extra)
+                series[key] = ser
         models[key] = doc
     return Section(NAME, TITLE, True, data={"models": models}, series=series)

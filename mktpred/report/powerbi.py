@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mktpred.report.models import current_versions
 
@@ -100,8 +101,11 @@ def export_powerbi(parquet_dir: Path, models_dir: Path, out: Path) -> dict[str, 
 
                 emit(table, date, _fingerprint(files),
                      lambda files=files: ds.dataset([str(f) for f in files], format="parquet").to_table())
+    from mktpred.report.models import EVAL_COLUMNS
+
     evals = [(f"{v.parent.name}/{v.name}", v / "evaluation.parquet") for v in current_versions(models_dir)
-             if (v / "evaluation.parquet").is_file()]
+             if (v / "evaluation.parquet").is_file()
+             and set(EVAL_COLUMNS) <= set(pq.read_schema(v / "evaluation.parquet").names)]
     if evals:  # every current model's rows of one day go into that day's one file
         fp = _fingerprint([p for _, p in evals], "|".join(k for k, _ in evals))
         daily = pd.concat([daily_metrics(pd.read_parquet(p), k) for k, p in evals], ignore_index=True)

@@ -264,3 +264,26 @@ def test_powerbi_daily_metrics_keep_every_model(tmp_path: Path) -> None:
         f"SELECT model, rows FROM read_parquet('{tmp_path}/pbi/parquet/daily_metrics/*/*.parquet') ORDER BY model"
     ).fetchall()
     assert rows == [("m/v1", 4), ("m2/v1", 4)]
+
+
+def test_broken_model_dirs_are_reported_not_raised(tmp_path: Path) -> None:
+    """An unreadable model.json and an evaluation without spread_bps are named in the page, not raised."""
+    (tmp_path / "pq").mkdir()
+    models = tmp_path / "models"
+    _model(models)
+    shutil.copytree(models / "m", models / "bad")
+    (models / "bad" / "v1" / "model.json").write_text("{not json")
+    ev = pq.read_table(models / "m" / "v1" / "evaluation.parquet").drop_columns(["spread_bps"])
+    pq.write_table(ev, models / "m" / "v1" / "evaluation.parquet")
+    rep = write_report(build_report(tmp_path / "pq", models), tmp_path / "r.html")
+    doc = rep.to_dict()["sections"]["models"]["models"]
+    assert doc["bad/v1"]["error"].startswith("model.json unreadable")
+    assert doc["m/v1"]["evaluation"] == "evaluation.parquet lacks spread_bps"
+    text = "".join(_parse(tmp_path / "r.html").text)
+    assert "model.json unreadable" in text and "evaluation.parquet lacks spread_bps" in text
+    assert export_powerbi(tmp_path / "pq", models, tmp_path / "pbi") == {"daily_metrics": {"written": 1, "skipped": 0}}
+    import duckdb
+
+    kept = duckdb.connect().execute(
+        f"SELECT DISTINCT model FROM read_parquet('{tmp_path}/pbi/parquet/daily_metrics/*/*.parquet')").fetchall()
+    assert kept == [("bad/v1",)]  # the evaluation without spread_bps is left out
