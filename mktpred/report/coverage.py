@@ -3,6 +3,7 @@ gaps (``events``) and silences longer than ``max_silence_s`` between frames of o
 
 from __future__ import annotations
 
+from mktpred.coinbase.timestamps import format_iso_ns
 from mktpred.report.section import Section, absent, r6
 from mktpred.store.reader import Store
 
@@ -50,7 +51,8 @@ def coverage_section(store: Store, *, max_silence_s: float = 5.0) -> Section:
     span = con.execute("SELECT epoch_ns(min(time)), epoch_ns(max(time)), count(*) FROM read_parquet($f)",
                        {"f": files}).fetchone()
     assert span is not None
-    data = {"frames": int(span[2]), "first_ns": span[0], "last_ns": span[1], "frames_per_channel": totals,
+    data = {"frames": int(span[2]), "first": None if span[0] is None else format_iso_ns(int(span[0])),
+            "last": None if span[1] is None else format_iso_ns(int(span[1])), "frames_per_channel": totals,
             "rows_per_product": {p: sum(v.values()) for p, v in sorted(per_product.items())},
             "minutes": len({m for v in per_channel.values() for m in v}),
             "gaps": gaps, "max_silence_s": max_silence_s, "silences": silences}

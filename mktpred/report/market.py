@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mktpred.coinbase.timestamps import format_iso_ns
 from mktpred.report.section import Section, absent, r6
 from mktpred.store.reader import Store
 
@@ -33,7 +34,8 @@ def market_section(store: Store, *, points: int = 500) -> Section:
     products: dict[str, dict[str, object]] = {}
     series: dict[str, dict[str, list[float]]] = {}
     for p, n, lo, hi, avg_mid, min_mid, max_mid, avg_bps, med_bps in summary:
-        products[str(p)] = {"quotes": int(n), "first_ns": int(lo), "last_ns": int(hi), "mean_mid": r6(avg_mid),
+        products[str(p)] = {"quotes": int(n), "first": format_iso_ns(int(lo)), "last": format_iso_ns(int(hi)),
+                            "mean_mid": r6(avg_mid),
                             "min_mid": r6(min_mid), "max_mid": r6(max_mid), "mean_spread_bps": r6(avg_bps),
                             "median_spread_bps": r6(med_bps)}
         width = max(1, (int(hi) - int(lo)) // points + 1)

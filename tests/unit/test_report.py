@@ -287,3 +287,32 @@ def test_broken_model_dirs_are_reported_not_raised(tmp_path: Path) -> None:
     kept = duckdb.connect().execute(
         f"SELECT DISTINCT model FROM read_parquet('{tmp_path}/pbi/parquet/daily_metrics/*/*.parquet')").fetchall()
     assert kept == [("bad/v1",)]  # the evaluation without spread_bps is left out
+
+
+def test_coverage_counts_gaps_and_silences_by_hand(tmp_path: Path) -> None:
+    """Hand-built messages (3 frames, a 12 s hole on one conn) and one gap event give the expected coverage."""
+    from mktpred.report.coverage import coverage_section
+    from mktpred.store import open_store
+    from mktpred.store.schemas import EVENTS, MESSAGES
+
+    t0 = DAY1 + 3600 * S
+    times = [t0, t0 + 1 * S, t0 + 13 * S, t0 + 70 * S]
+    msgs = pa.table({"recv_time": pa.array(times, pa.timestamp("ns", "UTC")),
+                     "time": pa.array(times, pa.timestamp("ns", "UTC")), "conn": ["a", "a", "a", "b"],
+                     "seq": [0, 1, 2, 0], "channel": ["l2_data", "heartbeats", "l2_data", "l2_data"],
+                     "n_events": [1, 1, 1, 1], "n_rows": [1, 0, 1, 1]}, schema=MESSAGES)
+    date = np.datetime_as_string(np.datetime64(t0, "ns"))[:10]
+    for table, data in (("messages", msgs), ("events", pa.table(
+            {"recv_time": pa.array([t0 + 2 * S], pa.timestamp("ns", "UTC")),
+             "time": pa.array([t0 + 2 * S], pa.timestamp("ns", "UTC")), "conn": ["a"], "event": ["gap"],
+             "expected": [2], "got": [5], "detail": [None]}, schema=EVENTS))):
+        (tmp_path / table / f"date={date}").mkdir(parents=True)
+        pq.write_table(data, tmp_path / table / f"date={date}" / "s.parquet")
+    sec = coverage_section(open_store(tmp_path), max_silence_s=5.0)
+    d = sec.data
+    assert d["frames"] == 4 and d["minutes"] == 2
+    assert d["frames_per_channel"] == {"heartbeats": 1, "l2_data": 3}
+    assert sec.series["per_channel"]["l2_data"] == {t0: 2, t0 + 60 * S: 1}
+    assert d["gaps"] == [{"time_ns": t0 + 2 * S, "conn": "a", "expected": 2, "got": 5}]
+    assert d["silences"] == [{"conn": "a", "start_ns": t0 + S, "end_ns": t0 + 13 * S, "seconds": 12.0}]
+    assert d["first"].endswith("T01:00:00.000000000Z")
