@@ -61,6 +61,7 @@ def build_report(parquet_dir: Path, models_dir: Path, *, max_silence_s: float = 
 
 def write_report(report: Report, out: Path) -> Report:
     """Render the page and write it atomically to ``out``."""
+    import contextlib
     import os
 
     from mktpred.errors import OutputNotWritable
@@ -73,7 +74,8 @@ def write_report(report: Report, out: Path) -> Report:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise OutputNotWritable(f"cannot write the report: {exc.strerror or exc}", where=str(out)) from None
     report.out = out
     report.bytes = len(text.encode("utf-8"))

@@ -316,3 +316,13 @@ def test_coverage_counts_gaps_and_silences_by_hand(tmp_path: Path) -> None:
     assert d["gaps"] == [{"time_ns": t0 + 2 * S, "conn": "a", "expected": 2, "got": 5}]
     assert d["silences"] == [{"conn": "a", "start_ns": t0 + S, "end_ns": t0 + 13 * S, "seconds": 12.0}]
     assert d["first"].endswith("T01:00:00.000000000Z")
+
+
+def test_unwritable_out_is_one_line_exit_3(tmp_path: Path) -> None:
+    """--out under a regular file fails with one `error:` line and exit 3, no traceback."""
+    (tmp_path / "pq").mkdir()
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(app, ["report", "--parquet-dir", str(tmp_path / "pq"), "--models-dir",
+                                   str(tmp_path / "m"), "--out", str(tmp_path / "file" / "r.html")])
+    assert res.exit_code == 3
+    assert res.output.startswith("error: cannot write the report") and "Traceback" not in res.output
