@@ -325,4 +325,6 @@ def test_unwritable_out_is_one_line_exit_3(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", "--parquet-dir", str(tmp_path / "pq"), "--models-dir",
                                    str(tmp_path / "m"), "--out", str(tmp_path / "file" / "r.html")])
     assert res.exit_code == 3
-    assert res.output.startswith("error: cannot write the report") and "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot write the report")
+    assert "Traceback" not in res.output
