@@ -57,6 +57,7 @@ def section_charts(s: Section) -> list[tuple[str, str]]:
                 a, b = _times([sil["start_ns"], sil["end_ns"]])
                 ax.axvspan(a, b, color="orange", alpha=0.3)
             ax.set_ylabel(what)
+            ax.set_xlabel("UTC")
             ax.legend(fontsize=7, ncol=4)
             out.append((f"{what} (gaps red, silences orange)", to_svg(fig)))
     elif s.name == "market":
@@ -67,6 +68,8 @@ def section_charts(s: Section) -> list[tuple[str, str]]:
             axes[row][0].set_ylabel(f"{p} mid")
             axes[row][1].plot(t, ser["spread_bps"], color="tab:orange")
             axes[row][1].set_ylabel(f"{p} spread bps")
+        axes[-1][0].set_xlabel("UTC")
+        axes[-1][1].set_xlabel("UTC")
         fig.autofmt_xdate()
         out.append(("mid and spread per product", to_svg(fig)))
     elif s.name == "book_audit":
