@@ -17,6 +17,7 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     csv2parquet,
     demo,
     gpu_info,
+    report,
     simulate,
     validate,
 )

@@ -191,3 +191,15 @@ class PartitionedWriter:
                 pass
         self._files.clear()
         self.rows.clear()
+
+
+def write_table_file(data: pa.Table, final: Path, *, compression: str = "zstd") -> None:
+    """One whole table as one Parquet file, written under ``<name>.tmp`` and renamed into place."""
+    tmp = final.with_name(final.name + TMP_SUFFIX)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(data, tmp, compression=compression)
+        atomic_replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputNotWritable(f"cannot write Parquet: {exc.strerror or exc}", where=str(final.parent)) from None
