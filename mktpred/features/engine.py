@@ -176,6 +176,8 @@ class FeatureEngine:
         self._ofi = [0.0] * OFI_LEVELS
         self._reset_trades()
         self._last_mid = None
+        for dq in self._rv:
+            dq.clear()
 
     def _reset_trades(self) -> None:
         self._n_trades = 0

@@ -8,10 +8,12 @@ import pyarrow.compute as pc
 
 
 def label_name(horizon_ns: int) -> str:
-    """``fwd_ret_1s``, ``fwd_ret_100ms``, ... for a horizon in ns."""
-    from mktpred.book.table import format_duration
-
-    return f"fwd_ret_{format_duration(horizon_ns)}"
+    """``fwd_ret_1s``, ``fwd_ret_60s``, ``fwd_ret_100ms``, ... for a horizon in ns (seconds are never
+    written as minutes, so ``60s`` stays ``fwd_ret_60s``)."""
+    for unit, ns in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if horizon_ns % ns == 0:
+            return f"fwd_ret_{horizon_ns // ns}{unit}"
+    return f"fwd_ret_{horizon_ns}ns"
 
 
 def add_labels(table: pa.Table, interval_ns: int, horizons_ns: tuple[int, ...]) -> pa.Table:

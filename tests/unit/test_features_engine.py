@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_returns_volatility_and_labels() -> None:
     rows = scenario()
     mids = [100.75, 100.5, 100.5, 100.5, 100.4, 100.5]
     assert [r["mid"] for r in rows] == pytest.approx(mids)
-    rets = [None] + [math.log(b / a) for a, b in zip(mids, mids[1:], strict=False)]
+    rets = [None] + [math.log(b / a) for a, b in itertools.pairwise(mids)]
     assert rows[0]["ret_1"] is None
     assert [r["ret_1"] for r in rows[1:]] == pytest.approx(rets[1:])
     rv = math.sqrt(sum(x * x for x in rets[1:] if x is not None))
