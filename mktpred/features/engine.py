@@ -155,6 +155,10 @@ class FeatureEngine:
             self._new_conn(conn)
         if is_snapshot or len(price) == 0:
             return out
+        g = -(-time_ns // self.step) * self.step  # the grid point whose interval holds the frame
+        if g != self._flow_grid:  # flow from before the book's first grid interval is dropped
+            self._reset_trades()
+            self._flow_grid = g
         p = np.asarray(price, np.float64)
         s = np.asarray(size, np.float64)
         a = np.asarray(aggressor, np.int8)
@@ -180,6 +184,7 @@ class FeatureEngine:
             dq.clear()
 
     def _reset_trades(self) -> None:
+        self._flow_grid: int | None = None
         self._n_trades = 0
         self._buy = self._sell = self._pv = self._vol = 0.0
 
@@ -203,6 +208,8 @@ class FeatureEngine:
         if g is None:
             return out
         while g < t:
+            if self._flow_grid is not None and self._flow_grid != g:
+                self._reset_trades()  # flow of an interval before the book's first grid point
             if self.book is not None:
                 out.append(self._row(g))
             self._close_interval()
