@@ -106,7 +106,9 @@ class FeatureEngine:
         self.next_grid: int | None = None  #: the next grid point to emit
         self._prev: _Levels | None = None
         self._ofi = [0.0] * OFI_LEVELS
-        self._reset_trades()
+        self._flow_grid: int | None = None  #: the grid point whose interval the flow sums belong to
+        self._n_trades = 0
+        self._buy = self._sell = self._pv = self._vol = 0.0
         self._last_mid: float | None = None
         self._last_mid_time: int | None = None
         self._rv: list[deque[tuple[int, float]]] = [deque() for _ in RV_WINDOWS_S]
@@ -184,7 +186,7 @@ class FeatureEngine:
             dq.clear()
 
     def _reset_trades(self) -> None:
-        self._flow_grid: int | None = None
+        self._flow_grid = None
         self._n_trades = 0
         self._buy = self._sell = self._pv = self._vol = 0.0
 
