@@ -17,6 +17,7 @@ snapshot (the snapshot frame itself adds no flow).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,8 @@ class FeatureEngine:
         self.book_valid = False
         self.interval_ok = False  #: the book was valid for the whole current interval so far
         self.next_grid: int | None = None  #: the next grid point to emit
-        self._prev: _Levels | None = None
+        self._prev: _Levels | None = None  #: the last state's top levels, padded
+        self._raw: _Levels | None = None  #: the same, as the book returned them
         self._ofi = [0.0] * OFI_LEVELS
         self._flow_grid: int | None = None  #: the grid point whose interval the flow sums belong to
         self._n_trades = 0
@@ -138,7 +140,8 @@ class FeatureEngine:
             self.book.load_snapshot(~np.asarray(is_ask, bool), np.asarray(price, np.float64),
                                     np.asarray(size, np.float64))
             self.book_valid = True
-            self._prev = _padded(self.book.top(OFI_LEVELS), _NAN_LEVELS)
+            self._raw = self.book.top(OFI_LEVELS)
+            self._prev = _padded(self._raw, _NAN_LEVELS)
             if self.next_grid is None:
                 self.next_grid = -(-time_ns // self.step) * self.step
         elif self.book is not None:
@@ -146,6 +149,37 @@ class FeatureEngine:
                             np.asarray(size, np.float64).tolist())
             self._add_ofi(self.book.top(OFI_LEVELS))
         self.seq = seq
+        return out
+
+    def on_l2_batch(self, conn: str, seq: np.ndarray, time_ns: np.ndarray, is_snapshot: np.ndarray,
+                    starts: np.ndarray, is_ask: np.ndarray, price: np.ndarray,
+                    size: np.ndarray) -> list[dict[str, Any]]:
+        """Level2 frames of one connection in order, columnar (frame ``i`` is rows
+        ``starts[i]:starts[i+1]``): the same as :meth:`on_l2` per frame, with the per-frame
+        conversions done once per batch."""
+        out: list[dict[str, Any]] = []
+        st = np.asarray(starts).tolist()
+        sq = np.asarray(seq).tolist()
+        tl = np.asarray(time_ns).tolist()
+        snl = np.asarray(is_snapshot, bool).tolist()
+        isb = (~np.asarray(is_ask, bool)).tolist()
+        pr = np.asarray(price, np.float64).tolist()
+        sz = np.asarray(size, np.float64).tolist()
+        n = OFI_LEVELS
+        for i in range(len(sq)):
+            a, b, t = st[i], st[i + 1], tl[i]
+            book = self.book
+            if snl[i] or conn != self.conn or book is None:
+                out += self.on_l2(conn, sq[i], t, snl[i], np.asarray(is_ask[a:b], bool), price[a:b], size[a:b])
+                continue
+            ng = self.next_grid
+            if ng is not None and ng < t:
+                out += self._emit_before(t)
+            book.apply(isb[a:b], pr[a:b], sz[a:b])
+            cur = book.top(n)
+            if cur != self._raw:
+                self._add_ofi(cur)
+            self.seq = sq[i]
         return out
 
     def on_trades(self, conn: str, seq: int, time_ns: int, is_snapshot: bool, price: np.ndarray,
@@ -191,6 +225,9 @@ class FeatureEngine:
         self._buy = self._sell = self._pv = self._vol = 0.0
 
     def _add_ofi(self, cur: _Levels) -> None:
+        if cur == self._raw:  # top levels unchanged (most updates are deeper): every e is 0
+            return
+        self._raw = cur
         prev = self._prev
         assert prev is not None
         pbp, pbs, pap, pas = prev
@@ -292,19 +329,22 @@ class FeatureEngine:
 
     @staticmethod
     def _depth_10bps(book: TopBook, mid: float) -> tuple[float, float]:
+        """Summed sizes within 10 bps of ``mid``: from the sorted band when the bound falls inside
+        it, else a scan of the whole side."""
         lo, hi = mid * (1 - 1e-3), mid * (1 + 1e-3)
-        bids = [s for p, s in book.bids.items() if p >= lo] if len(book.bids) <= 4096 else None
-        asks = [s for p, s in book.asks.items() if p <= hi] if len(book.asks) <= 4096 else None
-        if bids is None:
+        bb, ab = book._bb, book._ab
+        if book._bfull or (bb and bb[0] < lo):
+            bids = book.bids
+            db = math.fsum(bids[p] for p in bb[bisect_left(bb, lo):])
+        else:
             a = np.fromiter(book.bids.keys(), np.float64, len(book.bids))
             v = np.fromiter(book.bids.values(), np.float64, len(book.bids))
             db = float(v[a >= lo].sum())
+        if book._afull or (ab and ab[-1] > hi):
+            asks = book.asks
+            da = math.fsum(asks[p] for p in ab[:bisect_right(ab, hi)])
         else:
-            db = math.fsum(bids)
-        if asks is None:
             a = np.fromiter(book.asks.keys(), np.float64, len(book.asks))
             v = np.fromiter(book.asks.values(), np.float64, len(book.asks))
             da = float(v[a <= hi].sum())
-        else:
-            da = math.fsum(asks)
         return db, da
