@@ -28,6 +28,9 @@ from mktpred.book.levels import TopBook
 
 OFI_LEVELS = 5
 _BOOK_DEPTH = 10
+#: sorted band per side: wide enough that "within 10 bps of mid" usually falls inside it (a BTC-USD
+#: book has a few thousand levels there), so depth is a bisect of the band, not a scan of the side
+_BAND = 8192
 RV_WINDOWS_S = (10, 60, 300)
 _NS_PER_S = 1_000_000_000
 
@@ -136,7 +139,7 @@ class FeatureEngine:
             self._new_conn(conn)
         if is_snapshot:
             if self.book is None:
-                self.book = TopBook(_BOOK_DEPTH)
+                self.book = TopBook(_BOOK_DEPTH, _BAND)
             self.book.load_snapshot(~np.asarray(is_ask, bool), np.asarray(price, np.float64),
                                     np.asarray(size, np.float64))
             self.book_valid = True
@@ -334,15 +337,13 @@ class FeatureEngine:
         lo, hi = mid * (1 - 1e-3), mid * (1 + 1e-3)
         bb, ab = book._bb, book._ab
         if book._bfull or (bb and bb[0] < lo):
-            bids = book.bids
-            db = math.fsum(bids[p] for p in bb[bisect_left(bb, lo):])
+            db = float(sum(map(book.bids.__getitem__, bb[bisect_left(bb, lo):])))
         else:
             a = np.fromiter(book.bids.keys(), np.float64, len(book.bids))
             v = np.fromiter(book.bids.values(), np.float64, len(book.bids))
             db = float(v[a >= lo].sum())
         if book._afull or (ab and ab[-1] > hi):
-            asks = book.asks
-            da = math.fsum(asks[p] for p in ab[:bisect_right(ab, hi)])
+            da = float(sum(map(book.asks.__getitem__, ab[:bisect_right(ab, hi)])))
         else:
             a = np.fromiter(book.asks.keys(), np.float64, len(book.asks))
             v = np.fromiter(book.asks.values(), np.float64, len(book.asks))
