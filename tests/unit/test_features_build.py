@@ -74,3 +74,25 @@ def test_new_day_completes_previous_labels(tmp_path: Path) -> None:
     assert lab[1] is not None and lab[-1] is None  # 23:59:59's label now looks into the new day
     assert (inc / "features" / "date=2026-08-10").is_dir()
     shutil.rmtree(one)
+
+
+def test_store_gap_makes_rows_invalid(tmp_path: Path) -> None:
+    """A seq jump in messages invalidates the book until the next snapshot: those rows are valid = false."""
+    root = tmp_path / "pq"
+    t0 = MIDNIGHT + 100 * MS
+    book = [("bid", 100.0, 1.0), ("ask", 101.0, 1.0)]
+    rows = (_l2(1, t0, book, snap=True) + _l2(2, t0 + 1 * S, [("bid", 100.0, 2.0)])
+            + _l2(5, t0 + 2 * S, [("bid", 100.0, 3.0)]) + _l2(6, t0 + 3 * S, book, snap=True)
+            + _l2(7, t0 + 4 * S, [("bid", 100.0, 4.0)]) + _l2(8, t0 + 5 * S, [("bid", 100.0, 5.0)]))
+    _write(root, rows, "a")
+    d = root / "messages" / "date=2026-08-10"
+    d.mkdir(parents=True)
+    msgs = [dict(recv_time=t0 + i * MS, time=t0 + i * MS, conn="c", seq=s, channel="l2_data", n_events=1, n_rows=1)
+            for i, s in enumerate([1, 2, 5, 6, 7, 8])]
+    pq.write_table(pa.Table.from_pylist(msgs, schema=TABLE_SCHEMAS["messages"]), d / "a.parquet")
+    build_features(root, SPEC)
+    got = _features(root)
+    # grid 1s..5s: the first interval began before the snapshot; the gap before seq 5 (at 2.1 s)
+    # spoils 3 s; the snapshot at 3.1 s makes 4 s's interval half invalid; 5 s is valid again
+    assert got.column("valid").to_pylist() == [False, True, False, False, True]
+    assert got.column("fwd_ret_1s").to_pylist() == [0.0, None, None, 0.0, None]
