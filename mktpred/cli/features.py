@@ -29,6 +29,8 @@ def features_command(
     start: Annotated[str | None, typer.Option(help="First time, e.g. 2026-08-09 or 2026-08-09T21:00:00Z.",
                                               show_default=False)] = None,
     end: Annotated[str | None, typer.Option(help="End time (exclusive).", show_default=False)] = None,
+    cross: Annotated[str | None, typer.Option(help="Add this product's lagged ret_1 and ofi_1 to the others "
+                                                   "(default: config features.cross).", show_default=False)] = None,
     table: Annotated[str, typer.Option(help="Output table name.")] = "features",
     force: Annotated[bool, typer.Option("--force", help="Recompute days that are up to date too.")] = False,
     config: ConfigOption = None,
@@ -44,7 +46,8 @@ def features_command(
     from mktpred.features import FeatureSpec
     from mktpred.features.build import build_features
 
-    overrides: dict[str, object] = {"paths.parquet_dir": parquet_dir, "features.interval": interval}
+    overrides: dict[str, object] = {"paths.parquet_dir": parquet_dir, "features.interval": interval,
+                                    "features.cross": cross}
     if horizons is not None:
         overrides["features.horizons"] = [h.strip() for h in horizons.split(",") if h.strip()]
     cfg = load_config(config, overrides)

@@ -29,8 +29,30 @@ def features_schema(spec: FeatureSpec) -> pa.Schema:
               pa.field("seq", pa.int64()), pa.field("valid", pa.bool_())]
     for name in FEATURE_COLUMNS[5:]:
         fields.append(pa.field(name, pa.int64() if name == "n_trades" else pa.float64()))
+    if spec.cross:
+        fields += [pa.field("cross_ret_1", pa.float64()), pa.field("cross_ofi_1", pa.float64())]
     fields += [pa.field(label_name(h), pa.float64()) for h in spec.horizons_ns]
     return pa.schema(fields)
+
+
+def add_cross(table: pa.Table, cross: pa.Table | None, interval_ns: int) -> pa.Table:
+    """``cross_ret_1``/``cross_ofi_1``: the cross product's ``ret_1``/``ofi_1`` at ``g - interval``
+    (lagged one interval, so no lookahead across products; null where it has no such row, and on
+    the cross product's own rows)."""
+    n = table.num_rows
+    if cross is None:
+        nulls = pa.nulls(n, pa.float64())
+        return table.append_column("cross_ret_1", nulls).append_column("cross_ofi_1", nulls)
+    ct = cross.column("time").cast(pa.int64()).to_numpy()
+    t = table.column("time").cast(pa.int64()).to_numpy() - interval_ns
+    i = np.searchsorted(ct, t)
+    hit = (i < len(ct)) & (ct[np.minimum(i, max(len(ct) - 1, 0))] == t) if len(ct) else np.zeros(n, bool)
+    idx = pa.array(np.where(hit, i, 0).astype(np.int64), mask=~hit)
+    out = table
+    for src, name in (("ret_1", "cross_ret_1"), ("ofi_1", "cross_ofi_1")):
+        col = cross.column(src).combine_chunks() if len(ct) else pa.array([], pa.float64())
+        out = out.append_column(name, col.take(idx) if len(ct) else pa.nulls(n, pa.float64()))
+    return out
 
 
 def rows_to_table(rows: list[dict[str, Any]], spec: FeatureSpec) -> pa.Table:
@@ -106,14 +128,24 @@ def _l2_frames(store: Store, product: str, start: TimeLike, end: TimeLike) -> It
 
 def compute_product(store: Store, product: str, spec: FeatureSpec, start: TimeLike = None,
                     end: TimeLike = None, gaps: GapIndex | None = None) -> pa.Table:
-    """Every grid row of ``product`` in ``[start, end)`` with labels, in time order."""
+    """Every grid row of ``product`` in ``[start, end)`` with labels, in time order (with the
+    ``cross_*`` columns when the spec names a cross product)."""
+    if gaps is None:
+        gaps = load_gaps(store, start, end)
+    tbl = _compute(store, product, spec, start, end, gaps)
+    if spec.cross:
+        other = None if product == spec.cross else _compute(store, spec.cross, spec, start, end, gaps)
+        tbl = add_cross(tbl, other, spec.interval_ns)
+    return add_labels(tbl, spec.interval_ns, spec.horizons_ns)
+
+
+def _compute(store: Store, product: str, spec: FeatureSpec, start: TimeLike, end: TimeLike,
+             gaps: GapIndex) -> pa.Table:
     frames = list(_l2_frames(store, product, start, end)) + _trade_frames(store, product, start, end)
     first: dict[str, int] = {}
     for f in frames:
         first[f.conn] = min(first.get(f.conn, f.time), f.time)
     frames.sort(key=lambda f: (first[f.conn], f.conn, f.seq, f.kind))
-    if gaps is None:
-        gaps = load_gaps(store, start, end)
     eng = FeatureEngine(product, spec)
     rows: list[dict[str, Any]] = []
     last_l2: dict[str, int] = {}
@@ -130,8 +162,7 @@ def compute_product(store: Store, product: str, spec: FeatureSpec, start: TimeLi
         hi = to_ns(end)
         last = max(f.time for f in frames)
         rows += eng.advance(last if hi is None else min(last, hi - 1))
-    tbl = rows_to_table(rows, spec)
-    return add_labels(tbl, spec.interval_ns, spec.horizons_ns)
+    return rows_to_table(rows, spec)
 
 
 def split_by_date(table: pa.Table) -> dict[str, pa.Table]:

@@ -125,8 +125,10 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
     else:
         chosen = known
     schema = features_schema(spec)
+    if spec.cross and spec.cross not in known:
+        raise UsageError(f"--cross: no level2 data for {spec.cross}", where="--cross")
     options = {"format": FEATURES_FORMAT, "interval": spec.interval_ns, "horizons": list(spec.horizons_ns),
-               "start": lo, "end": hi}
+               "cross": spec.cross, "start": lo, "end": hi}
     prints = _fingerprints(store, options)
     dates = store.dates("l2", lo, hi)
     manifest = Manifest.load(store.root)

@@ -62,8 +62,8 @@ def aggressor_of(side: np.ndarray, source: str = "coinbase") -> np.ndarray:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The grid interval and label horizons (ns).  ``cross`` names a product whose lagged ``ret_1``
-    and ``ofi_1`` are to be added to the other products' rows (accepted; not applied yet)."""
+    """The grid interval and label horizons (ns); ``cross`` is a product whose lagged ``ret_1`` and
+    ``ofi_1`` the batch driver adds to the other products' rows (``cross_ret_1``, ``cross_ofi_1``)."""
 
     interval_ns: int
     horizons_ns: tuple[int, ...] = ()

@@ -99,3 +99,19 @@ def test_incremental_rerun_equals_one_shot(capture: Path, tmp_path: Path) -> Non
     direct = compute_product(open_store(pq), "BTC-USD", spec)
     mine = one.filter(pa.compute.equal(one.column("product_id"), "BTC-USD"))
     assert mine.select(direct.column_names).equals(direct.cast(mine.select(direct.column_names).schema))
+
+
+def test_cross_product_columns_are_lagged(capture: Path) -> None:
+    """--cross ETH-USD: BTC-USD rows carry ETH-USD's ret_1 and ofi_1 of the previous grid point; ETH's own are null."""
+    store = open_store(capture)
+    spec = FeatureSpec(S, (S,), cross="ETH-USD")
+    btc = compute_product(store, "BTC-USD", spec)
+    eth = compute_product(store, "ETH-USD", FeatureSpec(S, (S,)))
+    e = dict(zip(eth.column("time").cast(pa.int64()).to_pylist(),
+                 zip(eth.column("ret_1").to_pylist(), eth.column("ofi_1").to_pylist(), strict=True), strict=True))
+    got = list(zip(btc.column("cross_ret_1").to_pylist(), btc.column("cross_ofi_1").to_pylist(), strict=True))
+    want = [e.get(t - S, (None, None)) for t in btc.column("time").cast(pa.int64()).to_pylist()]
+    assert got == want and sum(o is not None for _, o in got) >= 20
+    own = compute_product(store, "ETH-USD", spec)
+    assert own.column("cross_ofi_1").null_count == own.num_rows
+    assert btc.column_names[-3:] == ["cross_ret_1", "cross_ofi_1", "fwd_ret_1s"]
