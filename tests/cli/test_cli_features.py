@@ -85,3 +85,11 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
         res = runner.invoke(app, ["features", "--parquet-dir", str(root), *args])
         assert res.exit_code == 2, (args, res.output)
         assert res.output.strip().startswith("error:") and "Traceback" not in res.output
+
+
+def test_cli_help_has_an_example() -> None:
+    """`mktpred features --help` describes it with an example and --config; the root help lists it."""
+    res = runner.invoke(app, ["features", "--help"], catch_exceptions=False)
+    assert res.exit_code == 0 and "Example" in res.output and "mktpred features" in res.output
+    assert "--config" in res.output and "--cross" in res.output
+    assert "features" in runner.invoke(app, ["--help"], catch_exceptions=False).output
