@@ -105,6 +105,7 @@ class FeatureEngine:
         self.book: TopBook | None = None
         self.conn: str | None = None
         self.seq: int | None = None
+        self._retired: set[str] = set()  #: connections a newer one replaced (their late frames are ignored)
         self.book_valid = False
         self.interval_ok = False  #: the book was valid for the whole current interval so far
         self.next_grid: int | None = None  #: the next grid point to emit
@@ -136,6 +137,8 @@ class FeatureEngine:
         """Apply one level2 frame (``is_ask`` per row; size 0 removes a level)."""
         out = self._emit_before(time_ns)
         if conn != self.conn:
+            if conn in self._retired:
+                return out  # a late frame of a connection a newer one replaced
             self._new_conn(conn)
         if is_snapshot:
             if self.book is None:
@@ -172,7 +175,7 @@ class FeatureEngine:
         for i in range(len(sq)):
             a, b, t = st[i], st[i + 1], tl[i]
             book = self.book
-            if snl[i] or conn != self.conn or book is None:
+            if snl[i] or conn != self.conn or book is None:  # the general path
                 out += self.on_l2(conn, sq[i], t, snl[i], np.asarray(is_ask[a:b], bool), price[a:b], size[a:b])
                 continue
             ng = self.next_grid
@@ -191,6 +194,8 @@ class FeatureEngine:
         flow)."""
         out = self._emit_before(time_ns)
         if conn != self.conn:
+            if conn in self._retired:
+                return out
             self._new_conn(conn)
         if is_snapshot or len(price) == 0:
             return out
@@ -211,6 +216,8 @@ class FeatureEngine:
     # -- internals --------------------------------------------------------------------------------
     def _new_conn(self, conn: str) -> None:
         """A new connection starts a new book and resets the flow accumulators."""
+        if self.conn is not None:
+            self._retired.add(self.conn)
         self.conn = conn
         self.book = None
         self.book_valid = False

@@ -142,10 +142,13 @@ def test_new_connection_new_book_and_reset_flow() -> None:
     rows += trades(eng, 2, T0 + 1500 * MS, [(101.0, 1.0, 1)], conn="a")
     rows += trades(eng, 1, T0 + 1600 * MS, [(101.0, 2.0, 1)], conn="b")  # new connection before its snapshot
     rows += l2(eng, 2, T0 + 2200 * MS, [("bid", 100.0, 1.0), ("ask", 100.5, 1.0)], snap=True, conn="b")
+    rows += l2(eng, 9, T0 + 2300 * MS, [("bid", 100.25, 7.0)], conn="a")  # a late frame of the old connection
+    rows += trades(eng, 10, T0 + 3300 * MS, [(101.0, 1.0, 1)], conn="a")
     rows += eng.advance(T0 + 4 * S)
     assert [(r["time"], r["conn"]) for r in rows] == [(T0 + S, "a"), (T0 + 3 * S, "b"), (T0 + 4 * S, "b")]
     assert rows[1]["valid"] is False and rows[2]["valid"] is True
     assert rows[1]["n_trades"] == 0 and rows[1]["ret_1"] is None
+    assert rows[2]["n_trades"] == 0 and rows[2]["best_bid"] == 100.0  # the late frames were ignored
     tbl = add_labels(rows_to_table(rows, SPEC), S, (S,))
     assert tbl.column("fwd_ret_1s").to_pylist() == [None, 0.0, None]
 
