@@ -16,6 +16,7 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     convert,
     csv2parquet,
     demo,
+    features,
     gpu_info,
     report,
     simulate,
