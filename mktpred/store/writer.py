@@ -191,3 +191,16 @@ class PartitionedWriter:
                 pass
         self._files.clear()
         self.rows.clear()
+
+
+def write_parquet_file(table: pa.Table, path: Path, *, compression: str = "zstd") -> Path:
+    """Write one whole table as one Parquet file, atomically (temporary name, fsync, rename)."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, compression=None if compression == "none" else compression,
+                       write_page_checksum=True)
+        atomic_replace(tmp, path)
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot write {path.name}: {exc.strerror or exc}", where=str(path.parent)) from None
+    return path
