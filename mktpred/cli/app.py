@@ -16,8 +16,11 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     convert,
     csv2parquet,
     demo,
+    evaluate,
     gpu_info,
+    retrain,
     simulate,
+    train,
     validate,
 )
 from mktpred.cli.base import app

@@ -15,6 +15,16 @@ NS_PER_S = 1_000_000_000
 LOOKBACK_S = 300
 
 
+def parse_span(text: str) -> int:
+    """Durations for spans and windows: ``7d``, ``36h`` and everything ``parse_duration`` takes (ns)."""
+    from mktpred.book.table import parse_duration
+
+    t = text.strip()
+    if t.endswith("d") and t[:-1].replace(".", "", 1).isdigit():
+        return round(float(t[:-1]) * 86_400 * NS_PER_S)
+    return parse_duration(t)
+
+
 def purge_ns(horizon_ns: int, lookback_s: int = LOOKBACK_S) -> int:
     """The gap between the last training row and a test block: the label horizon plus the lookback."""
     return horizon_ns + lookback_s * NS_PER_S

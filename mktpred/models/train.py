@@ -21,7 +21,7 @@ from mktpred.errors import DataError, UsageError
 from mktpred.models import estimators as est
 from mktpred.models import registry as reg
 from mktpred.models.data import Frame, LabelSpec, apply_labels, read_frame
-from mktpred.models.folds import NS_PER_S, Fold, purge_ns, walk_forward
+from mktpred.models.folds import NS_PER_S, Fold, parse_span, purge_ns, walk_forward
 from mktpred.models.metrics import score
 from mktpred.store.reader import TimeLike
 from mktpred.store.schemas import TS_NS
@@ -110,7 +110,7 @@ def train(parquet_dir: Path, models_dir: Path, *, name: str, horizon: str, targe
     if folds < 1:
         raise UsageError("--folds must be >= 1", where="--folds")
     h_ns = parse_duration(horizon)
-    window_ns = parse_duration(window) if window else None
+    window_ns = parse_span(window) if window else None
     frame = read_frame(parquet_dir, horizon, features=features, products=products, start=start, end=end)
     frame, y, dropped = apply_labels(frame, spec)
     classes = spec.classes
