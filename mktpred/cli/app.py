@@ -16,10 +16,13 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     convert,
     csv2parquet,
     demo,
+    evaluate,
     features,
     gpu_info,
     report,
+    retrain,
     simulate,
+    train,
     validate,
 )
 from mktpred.cli.base import app

@@ -35,10 +35,10 @@ def _fingerprint(files: list[Path], extra: str = "") -> str:
 
 def _write(out: Path, table: str, date: str, data: pa.Table) -> None:
     from mktpred.convert.csv_export import parquet_to_csv
-    from mktpred.store.writer import write_table_file
+    from mktpred.store.writer import write_parquet_file
 
     pq_path = out / "parquet" / table / f"date={date}" / f"{table}.parquet"
-    write_table_file(data, pq_path)
+    write_parquet_file(data, pq_path)
     parquet_to_csv(pq_path, out / "csv" / table / f"date={date}" / f"{table}.csv")
 
 

@@ -193,13 +193,15 @@ class PartitionedWriter:
         self.rows.clear()
 
 
-def write_table_file(data: pa.Table, final: Path, *, compression: str = "zstd") -> None:
-    """One whole table as one Parquet file, written under ``<name>.tmp`` and renamed into place."""
-    tmp = final.with_name(final.name + TMP_SUFFIX)
+def write_parquet_file(table: pa.Table, path: Path, *, compression: str = "zstd") -> Path:
+    """Write one whole table as one Parquet file, atomically (temporary name, fsync, rename)."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(data, tmp, compression=compression)
-        atomic_replace(tmp, final)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, compression=None if compression == "none" else compression,
+                       write_page_checksum=True)
+        atomic_replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputNotWritable(f"cannot write Parquet: {exc.strerror or exc}", where=str(final.parent)) from None
+        raise OutputNotWritable(f"cannot write {path.name}: {exc.strerror or exc}", where=str(path.parent)) from None
+    return path

@@ -1,0 +1,1 @@
+"""Stage 4: purged walk-forward models over the ``features`` table (train, evaluate, retrain, registry)."""
