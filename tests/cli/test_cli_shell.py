@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from mktpred import __version__
 from mktpred.cli.app import app
 
-SUBCOMMANDS = ["collect", "convert", "csv2parquet", "validate", "gpu-info", "simulate", "demo", "book", "config"]
+SUBCOMMANDS = ["collect", "convert", "csv2parquet", "validate", "gpu-info", "simulate", "demo", "book", "config",
+               "features", "train", "evaluate", "retrain", "report"]
 
 runner = CliRunner()
 
