@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.progress import (
@@ -28,7 +28,6 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -51,6 +50,14 @@ def _pct(used: int, total: int) -> str:
     return f"{100 * used / total:.0f}%" if total else "?%"
 
 
+def memory_bar(used: int, total: int, width: int = MEMORY_BAR_WIDTH) -> Text:
+    """``used`` of ``total`` as a bar of block characters (readable without colour, too)."""
+    share = min(max(used / total, 0.0), 1.0) if total > 0 else 0.0
+    filled = round(share * width)
+    style = "red" if share >= 0.9 else "yellow" if share >= 0.7 else "green"
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"))
+
+
 def gpu_memory_line(sample: GpuMemorySample) -> str:
     """The panel's figures as one plain line (off a terminal), in GiB."""
     line = (f"GPU memory: GPU {sample.device_index} ({sample.device_name}) {_gib(sample.used)} / "
@@ -68,9 +75,8 @@ def gpu_memory_panel(sample: GpuMemorySample | None) -> Panel:
     grid.add_column()
     grid.add_column()
     grid.add_row(Text("device"), Text(f"GPU {sample.device_index} ({sample.device_name})"))
-    grid.add_row(Text("used"), Group(
-        ProgressBar(total=max(sample.total, 1), completed=sample.used, width=MEMORY_BAR_WIDTH),
-        Text(f"{_gib(sample.used)} / {_gib(sample.total)} GiB ({_pct(sample.used, sample.total)})")))
+    grid.add_row(Text("used"), memory_bar(sample.used, sample.total))
+    grid.add_row(Text(""), Text(f"{_gib(sample.used)} / {_gib(sample.total)} GiB ({_pct(sample.used, sample.total)})"))
     grid.add_row(Text("peak"), Text(f"{_gib(sample.peak)} GiB"))
     if sample.rmm_peak is not None:
         grid.add_row(Text("RMM peak"), Text(f"{_gib(sample.rmm_peak)} GiB (this process)"))
@@ -88,8 +94,7 @@ def memory_bars(devices: Iterable[DeviceMemory]) -> Table:
     for col in ("#", "name", "used", "GiB"):
         t.add_column(col)
     for d in devices:
-        t.add_row(str(d.index), d.name,
-                  ProgressBar(total=max(d.total, 1), completed=d.used, width=MEMORY_BAR_WIDTH),
+        t.add_row(str(d.index), d.name, memory_bar(d.used, d.total),
                   f"{_gib(d.used)} / {_gib(d.total)} ({_pct(d.used, d.total)})")
     return t
 
