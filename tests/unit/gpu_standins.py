@@ -141,3 +141,22 @@ def make_engine(name: str, cfg: Config | None = None) -> ConversionEngine:
     if name == "gpu-host":
         return GpuEngine(cfg, reader=ArrowRangeReader(), range_bytes=64 * 1024)
     return GpuEngine(cfg)
+
+
+class StandInGpuEngine(GpuEngine):
+    """The GPU engine over :class:`ArrowRangeReader`, created the way ``select_engine`` creates it."""
+
+    def __init__(self, cfg: Config, *, cpu_fallback: bool = False) -> None:
+        super().__init__(cfg, cpu_fallback=cpu_fallback, reader=ArrowRangeReader(), range_bytes=256 * 1024)
+
+
+def engine_option(name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``--engine`` value that runs engine ``name`` of :data:`ENGINES` through ``run_convert``/the CLI
+    (for ``gpu-host``: detection says yes and the stand-in GPU engine is created)."""
+    if name != "gpu-host":
+        return name
+    from mktpred.convert import gpu_engine
+
+    monkeypatch.setattr(gpu_engine, "gpu_unavailable_reason", lambda cfg: None)
+    monkeypatch.setattr(gpu_engine, "GpuEngine", StandInGpuEngine)
+    return "gpu"
