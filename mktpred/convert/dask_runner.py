@@ -15,7 +15,7 @@ need mktpred installed and must see the raw segments and the store at the same p
 so GPU workers use the GPU engine (falling back to the CPU per file, reported in the result) and
 CPU workers the CPU engine.
 
-``distributed`` is imported only inside :func:`run_on_dask`.
+``distributed`` is imported only inside :func:`stream_on_dask`.
 """
 
 from __future__ import annotations
