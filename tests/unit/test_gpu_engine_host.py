@@ -261,3 +261,44 @@ def test_force_cpu_makes_auto_pick_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (engine.name, why) == ("cpu", "CPU engine (disabled by MKTPRED_FORCE_CPU=1)")
     with pytest.raises(GPUUnavailable, match="disabled by MKTPRED_FORCE_CPU=1"):
         select_engine("gpu", Config())
+
+
+class CUDARuntimeError(RuntimeError):
+    """Named like CuPy's error type."""
+
+
+@pytest.mark.parametrize(("exc", "device"), [
+    (MemoryError("std::bad_alloc: out_of_memory"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), True),
+    (CUDARuntimeError("cudaErrorInitializationError: initialization error"), True),
+    (RuntimeError("no CUDA-capable device is detected"), True),
+    (RuntimeError("CUDF failure at: /cudf/cpp/src/io/json/nested_json_gpu.cu:2034: Parser encountered an "
+                  "invalid format at location 17"), False),
+    (ValueError("JSON parse error: missing a name for object member"), False),
+    (EngineRejected("expected an object, got string"), False),
+])
+def test_device_failures_are_told_from_rejected_input(exc: BaseException, device: bool) -> None:
+    """CUDA errors and out-of-memory are the GPU failing; cuDF's parse errors (naming a _gpu.cu file) are the data."""
+    assert gpu_engine.is_device_failure(exc) is device
+
+
+def test_input_cudf_rejects_is_quarantined_under_engine_gpu(tmp_path: Path) -> None:
+    """--engine gpu with bad lines: the careful path runs on the GPU engine, bad lines quarantined, all on the GPU."""
+    seg = tmp_path / "raw" / "coinbase_20260809T210548Z.jsonl"
+    write_segment(seg, SynthSpec(seed=9, snapshot_levels=100), n_lines=200)
+    lines = seg.read_bytes().split(b"\n")
+    lines[30] = b'{"recv_ns": 1, "conn": "c", "msg": {"channel": "l2_data"'
+    seg.write_bytes(b"\n".join(lines))
+    cfg = load_config(overrides={"convert.threads": 1})
+    reader = ArrowRangeReader()
+    engine = GpuEngine(cfg, reader=reader, range_bytes=16 * 1024, cpu_fallback=False)
+    cpu_files: list[str] = []
+    real = engine._cpu.convert_file
+    engine._cpu.convert_file = lambda p: cpu_files.append(p.name) or real(p)  # type: ignore[method-assign]
+    try:
+        result = run_job(SegmentJob(source=str(seg), store_root=str(tmp_path / "store"), engine="gpu", config=cfg),
+                         engine=engine)
+    finally:
+        engine.close()
+    assert (result.engine, result.invalid, result.mode, result.engine_notes) == ("gpu", 1, "careful", [])
+    assert cpu_files == [] and len(reader.calls) > 10
