@@ -10,6 +10,7 @@ Every error that mktpred raises on purpose derives from :class:`MktpredError`::
     │   └── ValidationFailed         exit 1  validate found problems
     ├── RuntimeFailure               exit 3  the run could not do its job
     │   ├── GPUUnavailable           exit 3  --engine gpu asked for, no usable GPU
+    │   ├── EngineFailed             exit 3  the engine itself failed on a file (a CUDA error): that segment fails
     │   ├── OutputNotWritable        exit 3  disk full, permission denied, ...
     │   ├── CollectorGaveUp          exit 3  --max-reconnects exhausted
     │   └── NotImplementedYet        exit 3  a command whose issue has not landed
@@ -73,6 +74,11 @@ class RuntimeFailure(MktpredError):
 
 class GPUUnavailable(RuntimeFailure):
     """The GPU engine was requested but no usable GPU / cuDF stack is present."""
+
+
+class EngineFailed(RuntimeFailure):
+    """The conversion engine itself failed on a file (not the data: a CUDA error, out of memory at
+    the smallest range) where no fallback is allowed (``--engine gpu``); that segment fails."""
 
 
 class OutputNotWritable(RuntimeFailure):

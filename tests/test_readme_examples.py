@@ -162,6 +162,8 @@ def plan(part: str) -> Plan:
         return InProcess(_set_option(args, "--seconds", "1"), env)
     if "--scheduler" in args and not args[args.index("--scheduler") + 1].startswith("local"):
         return Skip("needs a running Dask cluster")
+    if command == "gpu-info" and "--watch" in args:
+        return Skip("refreshes until Ctrl-C (tests/cli/test_cli_gpu_info.py drives it with a stand-in NVML)")
     if command == "convert" and "--engine" in args and args[args.index("--engine") + 1] == "gpu":
         return InProcess(args, env, expect=0 if _gpu_usable() else 3)
     return InProcess(args, env)

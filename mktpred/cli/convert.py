@@ -36,23 +36,29 @@ def convert_command(
 
     Example: mktpred convert --raw-dir data/raw --parquet-dir data/parquet --write-csv"""
     from mktpred.convert.runner import run_convert
-    from mktpred.gpu import gpu_memory
+    from mktpred.gpu import forced_cpu_reason, gpu_memory
 
     cfg = load_config(config, {"paths.raw_dir": raw_dir, "paths.parquet_dir": parquet_dir,
                                "paths.csv_dir": csv_dir, "convert.engine": engine})
     term = Terminal()
-    # The monitor is a no-op where NVML sees no GPU; on a GPU it records before/peak/after memory.
-    with gpu_memory("convert", cfg) as monitor, term.progress("convert") as progress:
+    # The monitor (and its live panel) runs only where the GPU may be used and NVML sees a device;
+    # elsewhere it starts nothing.
+    may_use_gpu = cfg.convert.engine != "cpu" and forced_cpu_reason(cfg) is None
+    with gpu_memory("convert", cfg, enabled=may_use_gpu) as monitor, \
+            term.progress("convert", gpu=monitor) as progress:
         summary = run_convert(cfg, include_latest=include_latest, write_csv=write_csv, force=force,
                               max_invalid=max_invalid, scheduler=scheduler, progress=progress)
+    doc = summary.to_json()
+    doc["gpu_memory"] = monitor.report.to_dict()
     if json_out:
-        term.json(summary.to_json())
+        term.json(doc)
     else:
         for note in summary.notes:
             term.warn(note)
-        doc = summary.to_json()
         term.info(f"engine: {summary.engine} ({summary.engine_reason})")
-        if summary.engine == "gpu" and monitor.report.available:
+        if summary.engines and set(summary.engines) != {summary.engine}:
+            term.info("segments by engine that ran: " + ", ".join(f"{e} {n}" for e, n in summary.engines.items()))
+        if monitor.report.available:
             term.info(f"GPU memory: {monitor.report.summary()}")
         term.table("convert", ["", "value"], [
             ("segments converted", summary.converted), ("segments skipped", summary.skipped),

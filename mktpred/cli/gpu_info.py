@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, memory_bars
 from mktpred.config import load_config
+from mktpred.errors import UsageError
 
 
 def _gib(v: float | None) -> str:
@@ -16,14 +20,22 @@ def _gib(v: float | None) -> str:
 
 
 @command("gpu-info")
-def gpu_info_command(config: ConfigOption = None, json: JsonOption = False) -> None:
+def gpu_info_command(
+    watch: Annotated[bool, typer.Option("--watch", help="Then refresh each GPU's memory bar live until "
+                                                        "Ctrl-C (every gpu.monitor_interval_s).")] = False,
+    config: ConfigOption = None, json: JsonOption = False,
+) -> None:
     """Show the NVIDIA GPU(s), their memory and the cuDF stack, or why the CPU engine will run.
 
-    Exit 0 whether or not a GPU is usable.  Example: mktpred gpu-info --json"""
-    from mktpred.gpu import detect_gpu
+    Exit 0 whether or not a GPU is usable (130 when --watch is stopped with Ctrl-C).
+    Example: mktpred gpu-info --watch"""
+    from mktpred.gpu import DeviceMemory, NvmlSampler, detect_gpu, watch_memory
 
+    if watch and json:
+        raise UsageError("--watch shows a live display; it does not combine with --json", where="--watch")
     term = Terminal()
-    status = detect_gpu(load_config(config), include_stack=True)
+    cfg = load_config(config)
+    status = detect_gpu(cfg, include_stack=True)
     doc = status.to_dict()
     if json:
         term.json(doc)
@@ -48,6 +60,8 @@ def gpu_info_command(config: ConfigOption = None, json: JsonOption = False) -> N
                             "" if d["temperature_c"] is None else str(d["temperature_c"]),
                             status.driver_version or "", status.cuda_version or "")
         parts.append(devices)
+        parts.append(memory_bars(DeviceMemory(d.index, d.name, d.memory_used, d.memory_total)
+                                 for d in status.devices))
     stack = Table(title="software stack", header_style="bold")
     for col in ("package", "version", "imports", "note"):
         stack.add_column(col)
@@ -56,3 +70,11 @@ def gpu_info_command(config: ConfigOption = None, json: JsonOption = False) -> N
         stack.add_row(p.name, p.version or "", state, p.error or "")
     parts.append(stack)
     term.panel(Group(*parts), "mktpred gpu-info", to_stdout=True)
+    if not watch:
+        return
+    if not any(d.visible for d in status.devices):
+        term.warn("nothing to watch: no GPU device")
+        return
+    # Runs until Ctrl-C: the KeyboardInterrupt becomes "error: interrupted" and exit 130.
+    with term.memory_watch("GPU memory (Ctrl-C to stop)") as show:
+        watch_memory(NvmlSampler(rmm=False), cfg.gpu.monitor_interval_s, show)

@@ -7,14 +7,16 @@ live Rich bar; elsewhere (CI, pipes, systemd) it is a plain line every few secon
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -27,9 +29,87 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mktpred.progress import Progress as CoreProgress
 from mktpred.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from mktpred.gpu.monitor import DeviceMemory, GPUMemoryMonitor, GpuMemorySample
+
+GIB = 2**30
+#: width of a memory bar in characters
+MEMORY_BAR_WIDTH = 24
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.2f}"
+
+
+def _pct(used: int, total: int) -> str:
+    return f"{100 * used / total:.0f}%" if total else "?%"
+
+
+def memory_bar(used: int, total: int, width: int = MEMORY_BAR_WIDTH) -> Text:
+    """``used`` of ``total`` as a bar of block characters (readable without colour, too)."""
+    share = min(max(used / total, 0.0), 1.0) if total > 0 else 0.0
+    filled = round(share * width)
+    style = "red" if share >= 0.9 else "yellow" if share >= 0.7 else "green"
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"))
+
+
+def gpu_memory_line(sample: GpuMemorySample) -> str:
+    """The panel's figures as one plain line (off a terminal), in GiB."""
+    line = (f"GPU memory: GPU {sample.device_index} ({sample.device_name}) {_gib(sample.used)} / "
+            f"{_gib(sample.total)} GiB used ({_pct(sample.used, sample.total)}), peak {_gib(sample.peak)} GiB")
+    if sample.rmm_peak is not None:
+        line += f", RMM peak {_gib(sample.rmm_peak)} GiB"
+    return line
+
+
+def gpu_memory_panel(sample: GpuMemorySample | None) -> Panel:
+    """The live GPU memory panel: device, used / total as a bar, peak so far, RMM's peak if counted."""
+    if sample is None:
+        return Panel(Text("waiting for the first sample"), title="GPU memory", expand=False)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column()
+    grid.add_column()
+    grid.add_row(Text("device"), Text(f"GPU {sample.device_index} ({sample.device_name})"))
+    grid.add_row(Text("used"), memory_bar(sample.used, sample.total))
+    grid.add_row(Text(""), Text(f"{_gib(sample.used)} / {_gib(sample.total)} GiB ({_pct(sample.used, sample.total)})"))
+    grid.add_row(Text("peak"), Text(f"{_gib(sample.peak)} GiB"))
+    if sample.rmm_peak is not None:
+        grid.add_row(Text("RMM peak"), Text(f"{_gib(sample.rmm_peak)} GiB (this process)"))
+    return Panel(grid, title="GPU memory", expand=False)
+
+
+def memory_line(d: DeviceMemory) -> str:
+    """One device's memory as a plain line (``gpu-info --watch`` off a terminal)."""
+    return f"GPU {d.index} ({d.name}): {_gib(d.used)} / {_gib(d.total)} GiB used ({_pct(d.used, d.total)})"
+
+
+def memory_bars(devices: Iterable[DeviceMemory]) -> Table:
+    """A memory bar per device: index, name, used / total as a bar, the figures."""
+    t = Table(title="memory", header_style="bold")
+    for col in ("#", "name", "used", "GiB"):
+        t.add_column(col)
+    for d in devices:
+        t.add_row(str(d.index), d.name, memory_bar(d.used, d.total),
+                  f"{_gib(d.used)} / {_gib(d.total)} ({_pct(d.used, d.total)})")
+    return t
+
+
+class _ProgressWithPanel(Progress):
+    """A Rich progress display with a panel beside the bars (re-rendered at every refresh)."""
+
+    def __init__(self, *columns: Any, side: Callable[[], RenderableType], **kwargs: Any) -> None:
+        self._side = side
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(self.make_tasks_table(self.tasks), self._side())
+        yield grid
 
 
 def _json_default(obj: Any) -> Any:
@@ -43,9 +123,10 @@ def _json_default(obj: Any) -> Any:
 class Terminal:
     """The one owner of terminal output for a command."""
 
-    def __init__(self, *, plain_interval_s: float = 5.0) -> None:
-        self.err = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False)
+    def __init__(self, *, plain_interval_s: float = 5.0, err: Console | None = None,
+                 out: Console | None = None) -> None:
+        self.err = err if err is not None else Console(stderr=True, highlight=False)
+        self.out = out if out is not None else Console(highlight=False)
         self.plain_interval_s = plain_interval_s
 
     @property
@@ -85,10 +166,20 @@ class Terminal:
 
     # -- progress ---------------------------------------------------------------------------------
     @contextmanager
-    def progress(self, description: str) -> Iterator[ProgressCallback]:
-        """A callback that renders :class:`mktpred.progress.Progress` events (bar or plain lines)."""
+    def progress(self, description: str, *, gpu: GPUMemoryMonitor | None = None) -> Iterator[ProgressCallback]:
+        """A callback that renders :class:`mktpred.progress.Progress` events (bar or plain lines).
+
+        With an active GPU memory ``gpu`` monitor, a terminal shows the live GPU memory panel beside
+        the bar; elsewhere each progress line is followed by a plain line with the same figures.
+        """
+        watch = gpu if gpu is not None and gpu.active else None
         if self.interactive:
-            with Progress(
+            kind: Callable[..., Progress] = Progress
+            if watch is not None:
+                def side() -> RenderableType:
+                    return gpu_memory_panel(watch.latest)
+                kind = functools.partial(_ProgressWithPanel, side=side)
+            with kind(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
@@ -126,5 +217,27 @@ class Terminal:
             sys.stderr.write(
                 f"{description}: {p.files_done}/{p.files_total if p.files_total is not None else '?'} files, "
                 f"{mb:,.1f} MiB, {p.rows:,} rows, {p.rows / elapsed:,.0f} rows/s\n")
+            if watch is not None and watch.latest is not None:
+                sys.stderr.write(gpu_memory_line(watch.latest) + "\n")
+
+        yield plain
+
+    # -- live device memory (gpu-info --watch) --------------------------------------------------
+    @contextmanager
+    def memory_watch(self, title: str) -> Iterator[Callable[[list[DeviceMemory]], None]]:
+        """A callback that shows each refresh of device memory: a live panel on a terminal, else
+        one plain line per device and refresh (on stdout: it is the command's data)."""
+        if self.out.is_terminal:
+            with Live(console=self.out, auto_refresh=False, transient=False) as live:
+                def show(devices: list[DeviceMemory]) -> None:
+                    live.update(Panel(memory_bars(devices), title=title, expand=False), refresh=True)
+
+                yield show
+            return
+
+        def plain(devices: list[DeviceMemory]) -> None:
+            for d in devices:
+                sys.stdout.write(memory_line(d) + "\n")
+            sys.stdout.flush()
 
         yield plain

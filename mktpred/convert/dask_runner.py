@@ -1,18 +1,21 @@
 """Converting segments on a Dask distributed cluster (``convert --scheduler ADDRESS``).
 
 One task per segment runs :func:`mktpred.convert.engine.convert_segment` on a worker, which writes
-that segment's Parquet (and quarantine, CSV) files into the store exactly as a local run does; the
-driver collects the results in job order and updates the manifest once.  A segment that fails is
-reported as a :class:`~mktpred.convert.engine.SegmentFailure` for that segment; the others go on.
+that segment's Parquet (and quarantine, CSV) files into the store exactly as a local run does.
+:func:`stream_on_dask` hands the driver each result as its task completes, so the driver saves the
+manifest after every segment and a run killed midway keeps the segments that finished.  A segment
+that fails is reported as a :class:`~mktpred.convert.engine.SegmentFailure` for that segment; the
+others go on.
 
 ``ADDRESS`` is ``local:N`` (a LocalCluster of N worker processes on this machine, or one
 LocalCUDACluster worker per GPU where dask-cuda is installed and the GPU engine is wanted and
 usable), or the address of a running scheduler (``tcp://host:8786``).  Workers of a remote cluster
 need mktpred installed and must see the raw segments and the store at the same paths as the driver
 (a shared file system).  A job whose engine is ``"auto"`` is resolved on the worker that runs it,
-so GPU workers use the GPU engine and CPU workers the CPU engine.
+so GPU workers use the GPU engine (falling back to the CPU per file, reported in the result) and
+CPU workers the CPU engine.
 
-``distributed`` is imported only inside :func:`run_on_dask`.
+``distributed`` is imported only inside :func:`stream_on_dask`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import dataclasses
 import os
 import re
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from typing import Any
 
 from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, convert_segment
@@ -63,7 +66,7 @@ def _resolve_auto(job: SegmentJob) -> SegmentJob:
         from mktpred.convert.gpu_engine import gpu_unavailable_reason
 
         _AUTO_CHOICE[key] = "gpu" if gpu_unavailable_reason(job.config) is None else "cpu"
-    return dataclasses.replace(job, engine=_AUTO_CHOICE[key])
+    return dataclasses.replace(job, engine=_AUTO_CHOICE[key], cpu_fallback=True)
 
 
 def convert_on_worker(job: SegmentJob) -> SegmentResult | SegmentFailure:
@@ -127,25 +130,23 @@ def _client(address: str, jobs: Sequence[SegmentJob], processes: bool, timeout_s
         yield client
 
 
-def run_on_dask(jobs: Sequence[SegmentJob], address: str, progress: ProgressCallback = no_progress, *,
-                processes: bool = True, connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                ) -> list[SegmentResult | SegmentFailure]:
-    """Convert ``jobs`` on the cluster at ``address``, one task per segment.
+def stream_on_dask(jobs: Sequence[SegmentJob], address: str, *, processes: bool = True,
+                   connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                   ) -> Generator[SegmentResult | SegmentFailure, None, None]:
+    """Convert ``jobs`` on the cluster at ``address``, one task per segment, yielding each result
+    (or failure) as its task completes.
 
-    Returns one result or failure per job, in job order; ``progress`` hears of each segment as it
-    completes.  ``processes=False`` runs a ``local:N`` cluster's workers as threads of this process
-    (tests).  Raises only for the cluster itself (bad address, unreachable scheduler).
+    ``processes=False`` runs a ``local:N`` cluster's workers as threads of this process (tests).
+    Raises only for the cluster itself (bad address, unreachable scheduler).  Closing the generator
+    early (an interrupt in the caller) cancels the tasks not yet finished and closes the client
+    (and a ``local:N`` cluster).
     """
-    if not jobs:
-        parse_scheduler(address)
-        return []
     n_local = parse_scheduler(address)
+    if not jobs:
+        return
     if n_local is not None:
         threads = max(1, (os.cpu_count() or 1) // n_local)
         jobs = [_with_threads(j, threads) for j in jobs]
-    sizes = [os.path.getsize(j.source) if os.path.exists(j.source) else 0 for j in jobs]
-    total_bytes = sum(sizes)
-    results: list[SegmentResult | SegmentFailure | None] = [None] * len(jobs)
     with _client(address, jobs, processes, connect_timeout_s) as client:
         from distributed import as_completed
 
@@ -153,23 +154,45 @@ def run_on_dask(jobs: Sequence[SegmentJob], address: str, progress: ProgressCall
         futures = [client.submit(convert_on_worker, job, key=f"mktpred-convert-{run}-{i}", pure=False)
                    for i, job in enumerate(jobs)]
         index = {f.key: i for i, f in enumerate(futures)}
-        done = rows = done_bytes = 0
-        progress(Progress("convert", 0, len(jobs), 0, total_bytes, 0, ""))
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            if fut.status != "finished":  # the worker died, or the task was cancelled or never ran
-                exc = fut.exception() if fut.status == "error" else None
-                why = f"{type(exc).__name__}: {exc}" if exc is not None else fut.status
-                out: SegmentResult | SegmentFailure = SegmentFailure(
-                    jobs[i].source, f"Dask task failed: {why}", EXIT_RUNTIME)
-            else:
-                out = fut.result()
-            fut.release()
-            results[i] = out
+        try:
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                if fut.status != "finished":  # the worker died, or the task was cancelled or never ran
+                    exc = fut.exception() if fut.status == "error" else None
+                    why = f"{type(exc).__name__}: {exc}" if exc is not None else fut.status
+                    out: SegmentResult | SegmentFailure = SegmentFailure(
+                        jobs[i].source, f"Dask task failed: {why}", EXIT_RUNTIME)
+                else:
+                    out = fut.result()
+                fut.release()
+                yield out
+        finally:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                client.cancel(pending)
+
+
+def run_on_dask(jobs: Sequence[SegmentJob], address: str, progress: ProgressCallback = no_progress, *,
+                processes: bool = True, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                ) -> list[SegmentResult | SegmentFailure]:
+    """All of :func:`stream_on_dask` at once: one result or failure per job, in job order.
+
+    ``progress`` hears once per segment, as it completes (``convert`` itself streams instead, to
+    save the manifest after each segment).
+    """
+    parse_scheduler(address)
+    sizes = {j.source: os.path.getsize(j.source) if os.path.exists(j.source) else 0 for j in jobs}
+    total_bytes = sum(sizes.values())
+    by_source: dict[str, SegmentResult | SegmentFailure] = {}
+    done = rows = done_bytes = 0
+    progress(Progress("convert", 0, len(jobs), 0, total_bytes, 0, ""))
+    with closing(stream_on_dask(jobs, address, processes=processes, connect_timeout_s=connect_timeout_s)) as stream:
+        for out in stream:
+            by_source[out.source] = out
             done += 1
-            done_bytes += sizes[i]
+            done_bytes += sizes.get(out.source, 0)
             if isinstance(out, SegmentResult):
                 rows += sum(out.rows.values())
             progress(Progress("convert", done, len(jobs), done_bytes, total_bytes, rows,
-                              os.path.basename(jobs[i].source)))
-    return [r for r in results if r is not None]
+                              os.path.basename(out.source)))
+    return [by_source[j.source] for j in jobs if j.source in by_source]

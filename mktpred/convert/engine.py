@@ -16,7 +16,12 @@ frame).  Lines that are not frames are reported in ``special`` by their 0-based 
 batch: ``"event"`` for collector event records (the caller builds the ``events`` table from the
 line text), anything else is a quarantine reason.  An engine raises :class:`EngineRejected` (or
 any exception) when the input has something it cannot convert -- the caller then finds the bad
-lines in Python and converts the rest.
+lines in Python and converts the rest.  An engine raises :class:`~mktpred.errors.EngineFailed` when it
+itself failed (not the data) and may not fall back: the segment then fails with that reason.
+
+An engine that may convert some files with another engine (the GPU engine under ``auto``) says so
+through :meth:`ConversionEngine.take_usage`: which engines actually converted the files since the
+last call, and why.  :func:`mktpred.convert.segment.run_job` puts that into each segment's result.
 """
 
 from __future__ import annotations
@@ -52,6 +57,19 @@ class EngineBatch:
     special: list[tuple[int, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EngineUsage:
+    """Which engines actually converted the files of a stretch of work, and what happened."""
+
+    engines: tuple[str, ...]  #: e.g. ``("gpu",)``, or ``("gpu", "cpu")`` after a fallback
+    notes: tuple[str, ...] = ()  #: fallbacks with their reasons, out-of-memory retries
+
+    @property
+    def label(self) -> str:
+        """``"gpu"``, ``"cpu"``, or ``"gpu+cpu"`` when part of the work fell back to the CPU."""
+        return "+".join(self.engines)
+
+
 class ConversionEngine(ABC):
     """Converts files of raw records to Arrow tables (see the module docstring for the contract)."""
 
@@ -66,6 +84,10 @@ class ConversionEngine(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, device memory)."""
 
+    def take_usage(self) -> EngineUsage:
+        """What converted the files since the last call (and forget it); this engine, by default."""
+        return EngineUsage((self.name,))
+
 
 @dataclass(frozen=True)
 class SegmentJob:
@@ -73,7 +95,10 @@ class SegmentJob:
 
     source: str  #: absolute path of the segment
     store_root: str  #: the Parquet store
-    engine: str = "cpu"  #: a concrete engine name ("cpu" or "gpu")
+    engine: str = "cpu"  #: "cpu", "gpu", or "auto" (resolved by the worker that runs the job)
+    #: whether a GPU engine may convert a file on the CPU when the GPU cannot (``auto``); under
+    #: ``--engine gpu`` it may not: the segment fails instead
+    cpu_fallback: bool = False
     config: Config = field(default_factory=Config)
     chunk_bytes: int = 64 * 2**20  #: input bytes per chunk on the careful path
     csv_dir: str | None = None  #: also write CSV there
@@ -95,11 +120,13 @@ class SegmentResult:
     truncated: int
     outputs: list[str]  #: Parquet files, relative to the store root
     csv_outputs: list[str]
-    engine: str
+    engine: str  #: the engine that actually converted it: "cpu", "gpu", or "gpu+cpu" (part fell back)
     partial: bool
     seconds: float
     mode: str  #: "direct" (engine read the file), "chunked", or "careful" (bad lines isolated)
     invalid_reasons: dict[str, int] = field(default_factory=dict)
+    #: what the engine reported for this segment (a CPU fallback and its reason, out-of-memory retries)
+    engine_notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,8 +148,15 @@ def _gpu_module() -> Any:
         return None
 
 
-def make_engine(name: str, cfg: Config) -> ConversionEngine:
-    """Instantiate a concrete engine by name (in the process that will use it)."""
+def make_engine(name: str, cfg: Config, *, cpu_fallback: bool = False) -> ConversionEngine:
+    """Instantiate an engine by name (in the process that will use it).
+
+    "auto" is resolved here, in this process (see :func:`select_engine`).  ``cpu_fallback`` lets the
+    GPU engine convert a file on the CPU when the GPU cannot (and report it); without it such a
+    file fails with :class:`~mktpred.errors.EngineFailed`.
+    """
+    if name == "auto":
+        return select_engine("auto", cfg)[0]
     if name == "cpu":
         from mktpred.convert.cpu_engine import CpuEngine
 
@@ -131,7 +165,7 @@ def make_engine(name: str, cfg: Config) -> ConversionEngine:
         mod = _gpu_module()
         if mod is None:
             raise GPUUnavailable("GPU engine unavailable: mktpred.convert.gpu_engine is not installed")
-        engine: ConversionEngine = mod.GpuEngine(cfg)
+        engine: ConversionEngine = mod.GpuEngine(cfg, cpu_fallback=cpu_fallback)
         return engine
     raise UsageError(f"unknown engine {name!r} (expected one of {', '.join(ENGINE_NAMES)})", where="--engine")
 
@@ -140,7 +174,8 @@ def select_engine(requested: str, cfg: Config) -> tuple[ConversionEngine, str]:
     """The engine to use for ``requested`` ("auto", "cpu" or "gpu") and a human reason.
 
     "auto" takes the GPU engine when its module imports and reports no problem, else the CPU
-    engine; "gpu" raises :class:`GPUUnavailable` (exit 3) instead of falling back.
+    engine; "gpu" raises :class:`GPUUnavailable` (exit 3) instead of falling back.  Under "auto"
+    the GPU engine may convert a file on the CPU (reported per segment); under "gpu" it may not.
     """
     if requested not in ENGINE_NAMES:
         raise UsageError(f"unknown engine {requested!r} (expected one of {', '.join(ENGINE_NAMES)})",
@@ -156,7 +191,7 @@ def select_engine(requested: str, cfg: Config) -> tuple[ConversionEngine, str]:
         except Exception as exc:  # a broken driver stack must not crash "auto"
             reason = f"GPU check failed: {exc}"
     if reason is None:
-        return mod.GpuEngine(cfg), "GPU engine available"
+        return mod.GpuEngine(cfg, cpu_fallback=requested == "auto"), "GPU engine available"
     if requested == "gpu":
         raise GPUUnavailable(f"GPU engine unavailable: {reason}")
     return make_engine("cpu", cfg), f"CPU engine ({reason})"

@@ -15,11 +15,20 @@ flattening plus the string -> float64 / timestamp casts, and doing it with the s
 is what makes the two engines' tables identical to the last bit (cuDF's own string -> float
 conversion is not guaranteed to round like Arrow's).
 
-Failures: anything cuDF cannot do for a file before the engine has yielded from it (a CUDA error,
-out of memory at the smallest range, input it rejects) is handed to the CPU engine for that file,
-which gives the same output and the same rejections; :attr:`GpuEngine.notes` says what happened.
-After a partial yield the engine raises :class:`EngineRejected` and the caller redoes the segment in
-chunks.  cuDF, CuPy and RMM are imported only when a :class:`GpuEngine` is created.
+Failures.  A range too big for free GPU memory is halved and retried down to ``min_range_bytes``.
+Input cuDF rejects (a parse error: the data, not the GPU) raises :class:`EngineRejected`, so the
+caller isolates and quarantines the bad lines and converts the rest on the GPU.  A failure of the
+GPU itself (a CUDA error, out of memory at the smallest range; see :func:`is_device_failure`) is
+where the two modes differ:
+
+* ``cpu_fallback=False`` (``--engine gpu``): :class:`~mktpred.errors.EngineFailed` -- that segment
+  fails with the reason; nothing is ever converted on the CPU behind the user's back;
+* ``cpu_fallback=True`` (``--engine auto``): the file is converted by the CPU engine (same output,
+  same rejections) if nothing was yielded from it yet, else :class:`EngineRejected` so the caller
+  redoes the segment in chunks.  Either way :meth:`GpuEngine.take_usage` reports it, and the segment's
+  result, the run summary, ``--json`` and the manifest name the engine that actually ran.
+
+cuDF, CuPy and RMM are imported only when a :class:`GpuEngine` is created.
 """
 
 from __future__ import annotations
@@ -33,9 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mktpred.config import Config
-from mktpred.convert.engine import EVENT, ConversionEngine, EngineBatch, EngineRejected
+from mktpred.convert.engine import EVENT, ConversionEngine, EngineBatch, EngineRejected, EngineUsage
 from mktpred.convert.records import RAW_REASON, TABLE_LISTS
-from mktpred.errors import GPUUnavailable
+from mktpred.errors import EngineFailed, GPUUnavailable
 from mktpred.gpu import detect_gpu
 
 GIB = 2**30
@@ -93,6 +102,12 @@ class CudfRangeReader:
         except ImportError as exc:
             raise GPUUnavailable(f"GPU engine unavailable: cuDF does not import ({exc})") from None
         self.cudf = cudf
+        try:  # let the GPU memory monitor show RMM's exact peak for this process (cheap counters)
+            import rmm.statistics
+
+            rmm.statistics.enable_statistics()
+        except Exception:
+            pass
         self.dtype = {f.name: _cudf_dtype(cudf, f.type) for f in RAW_SCHEMA}
 
     def __call__(self, path: Path, offset: int, size: int) -> pa.Table:
@@ -134,6 +149,24 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """RMM raises MemoryError; some CUDA paths raise RuntimeError mentioning out of memory."""
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or "out_of_memory" in text or "out of memory" in text
+
+
+#: words in an exception's type name that mark a failure of the GPU stack (CuPy's CUDARuntimeError,
+#: cuda-python's CUDA errors, a missing CUDA library)
+_DEVICE_TYPES = ("cuda", "dynamiclib", "nvrtc", "nvml")
+#: phrases in a message that mark one (cuDF's own parse errors name ``..._gpu.cu`` source files, so
+#: bare "gpu" or ".cu" would misclassify them)
+_DEVICE_TEXT = ("cuda error", "cudaerror", "cuda_error", "cuda driver", "cuda runtime", "libcuda", "no cuda",
+                "cuda-capable", "illegal memory access", "device-side assert")
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """The GPU or its libraries failed (as opposed to cuDF rejecting the input it was given)."""
+    if is_out_of_memory(exc):
+        return True
+    name = type(exc).__name__.lower()
+    text = str(exc).lower()
+    return any(k in name for k in _DEVICE_TYPES) or any(k in text for k in _DEVICE_TEXT)
 
 
 # -- host side: cuDF's columns -> the CPU engine's frame batch ---------------------------------------
@@ -208,16 +241,21 @@ class GpuEngine(ConversionEngine):
     name = "gpu"
     reads_compressed = False  # byte ranges need the plain file; the caller decompresses
 
-    def __init__(self, cfg: Config, *, reader: RangeReader | None = None, range_bytes: int | None = None,
-                 min_range_bytes: int = MIN_RANGE_BYTES) -> None:
+    def __init__(self, cfg: Config, *, cpu_fallback: bool = False, reader: RangeReader | None = None,
+                 range_bytes: int | None = None, min_range_bytes: int = MIN_RANGE_BYTES) -> None:
         from mktpred.convert.cpu_engine import CpuEngine
 
         self.cfg = cfg
+        #: whether a file the GPU cannot convert may be converted on the CPU (``auto``)
+        self.cpu_fallback = cpu_fallback
         self.min_range_bytes = min_range_bytes
         self.reader: RangeReader = reader if reader is not None else CudfRangeReader()
         self._fixed_range = range_bytes
         #: what happened that a user should hear of (out-of-memory retries, files done on the CPU)
         self.notes: list[str] = []
+        self._notes_taken = 0
+        #: engines that converted something since the last :meth:`take_usage`
+        self._used: set[str] = set()
         # The CPU engine's Arrow code builds the tables (identical output), and converts whole files
         # when cuDF cannot.
         self._cpu = CpuEngine(threads=cfg.convert.threads)
@@ -232,6 +270,14 @@ class GpuEngine(ConversionEngine):
 
     def _note(self, message: str) -> None:
         self.notes.append(message)
+
+    def take_usage(self) -> EngineUsage:
+        """"gpu", "cpu" (every file fell back) or both since the last call, with the notes made."""
+        engines = tuple(e for e in ("gpu", "cpu") if e in self._used) or ("gpu",)
+        notes = tuple(self.notes[self._notes_taken:])
+        self._used.clear()
+        self._notes_taken = len(self.notes)
+        return EngineUsage(engines, notes)
 
     def convert_file(self, path: Path) -> Iterator[EngineBatch]:
         size = os.path.getsize(path)
@@ -251,11 +297,19 @@ class GpuEngine(ConversionEngine):
                                f"range halved to {_size(step)}, retrying")
                     continue
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if not is_device_failure(exc):
+                    # cuDF rejected the input: the data, not the GPU; the caller isolates the lines
+                    raise EngineRejected(f"GPU engine rejected the input at byte {offset:,}: {why}") from None
+                if not self.cpu_fallback:
+                    raise EngineFailed(f"the GPU engine cannot convert {path.name} (at byte {offset:,}): "
+                                       f"{type(exc).__name__}: {why}") from None
                 if yielded:
                     raise EngineRejected(f"GPU engine failed at byte {offset:,}: {why}") from None
                 self._note(f"{path.name}: converted on the CPU ({type(exc).__name__}: {why})")
+                self._used.add("cpu")
                 yield from self._cpu.convert_file(path)
                 return
+            self._used.add("gpu")
             for start in range(0, frames.num_rows, SLICE_FRAMES):
                 # Rejections here are about the data, never the GPU: the caller isolates the lines.
                 yield self._cpu.convert_frames(frames.slice(start, SLICE_FRAMES))

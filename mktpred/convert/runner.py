@@ -2,8 +2,10 @@
 
 The driver (this module) alone reads and writes the manifest; segments are converted by
 :func:`mktpred.convert.engine.convert_segment` locally, one after the other (each engine uses
-every core), or on Dask workers with ``--scheduler``.  The manifest is saved after each segment,
-so an interrupted run keeps what it finished and a re-run converts the rest.
+every core), or on Dask workers with ``--scheduler`` (each worker resolving ``auto`` to its own
+engine; results are taken as they complete).  Either way the manifest is saved after each segment
+and progress reported once per segment, so an interrupted run keeps what it finished and a re-run
+converts the rest.  Each segment's result names the engine that actually converted it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import importlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +22,20 @@ from typing import Any, ClassVar
 
 from mktpred import __version__
 from mktpred.config import Config
-from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, select_engine
+from mktpred.convert.engine import (
+    ENGINE_NAMES,
+    ConversionEngine,
+    SegmentFailure,
+    SegmentJob,
+    SegmentResult,
+    select_engine,
+)
 from mktpred.convert.segment import run_job
 from mktpred.convert.segments import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.convert.summary import RunSummary
 from mktpred.errors import (
     DataError,
+    EngineFailed,
     OutputNotWritable,
     UsageError,
 )
@@ -62,11 +73,13 @@ class ConvertSummary(RunSummary):
     segments: list[SegmentResult] = field(default_factory=list)
     failures: list[SegmentFailure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: segments converted per engine that actually ran ("cpu", "gpu", "gpu+cpu")
+    engines: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "raw_dir": self.raw_dir, "parquet_dir": self.parquet_dir, "csv_dir": self.csv_dir,
-            "engine": self.engine, "engine_reason": self.engine_reason,
+            "engine": self.engine, "engine_reason": self.engine_reason, "engines": dict(self.engines),
             "segments_found": self.segments_found, "converted": self.converted, "skipped": self.skipped,
             "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
             "truncated": self.truncated, "max_invalid": self.max_invalid,
@@ -77,7 +90,8 @@ class ConvertSummary(RunSummary):
             "segments": [
                 {"source": r.source, "rows": r.rows, "lines": r.lines, "invalid": r.invalid,
                  "truncated": r.truncated, "outputs": r.outputs, "csv_outputs": r.csv_outputs,
-                 "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons}
+                 "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons,
+                 "engine": r.engine, "engine_notes": r.engine_notes}
                 for r in self.segments
             ],
             "failures": self.failures_json(),
@@ -166,18 +180,27 @@ def run_convert(
     t0 = clock()
     raw_dir, root = Path(cfg.paths.raw_dir), Path(cfg.paths.parquet_dir)
     segments, notes = _check_dirs(raw_dir, root, include_latest)
-    eng, reason = select_engine(engine or cfg.convert.engine, cfg)
-    csv_dir = Path(cfg.paths.csv_dir) if write_csv else None
-    summary = ConvertSummary(str(raw_dir), str(root), eng.name, reason, segments_found=len(segments),
-                             csv_dir=str(csv_dir) if csv_dir else None, notes=notes)
+    requested = engine or cfg.convert.engine
     sched = scheduler if scheduler is not None else cfg.convert.scheduler
+    eng: ConversionEngine | None = None
+    if sched:
+        # Each Dask worker creates (and for "auto" chooses) its own engine: the driver's GPU, or
+        # lack of one, says nothing about the workers'.
+        name, reason = _dask_engine(requested)
+    else:
+        eng, reason = select_engine(requested, cfg)
+        name = eng.name
+    csv_dir = Path(cfg.paths.csv_dir) if write_csv else None
+    summary = ConvertSummary(str(raw_dir), str(root), name, reason, segments_found=len(segments),
+                             csv_dir=str(csv_dir) if csv_dir else None, notes=notes)
     try:
         _sweep(root)
         manifest = Manifest.load(root)
         todo = [s for s in segments if force or not _up_to_date(manifest.get(s.path), s, root, csv_dir)]
         summary.skipped = len(segments) - len(todo)
-        jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=eng.name, config=cfg,
-                           csv_dir=str(csv_dir) if csv_dir else None) for s in todo]
+        jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=name, config=cfg,
+                           cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None)
+                for s in todo]
         total_bytes = sum(s.size for s in todo)
         state = {"files": 0, "bytes": 0, "rows": 0}
 
@@ -196,10 +219,12 @@ def run_convert(
 
         progress(Progress("convert", 0, len(jobs), 0, total_bytes, 0))
         sizes = {s.path: s.size for s in todo}
-        if sched and jobs:
-            eng.close()
-            for res in _run_dask(jobs, sched, progress):
-                done(res, sizes.get(Path(res.source), 0))
+        if eng is None:
+            if jobs:
+                # closing(): an interrupt ends the generator (and the cluster) now, not at collection
+                with closing(_stream_dask(jobs, sched)) as stream:
+                    for res in stream:
+                        done(res, sizes.get(Path(res.source), 0))
         else:
             for job, seg in zip(jobs, todo, strict=True):
                 def on_bytes(n: int, _base: int = state["bytes"], _name: str = seg.path.name) -> None:
@@ -208,11 +233,12 @@ def run_convert(
                 outcome: SegmentResult | SegmentFailure
                 try:
                     outcome = run_job(job, engine=eng, on_bytes=on_bytes)
-                except DataError as exc:
+                except (DataError, EngineFailed) as exc:
                     outcome = SegmentFailure(job.source, str(exc), exc.exit_code)
                 done(outcome, seg.size)
     finally:
-        eng.close()
+        if eng is not None:
+            eng.close()
         try:
             (root / "_staging").rmdir()  # only when empty: per-segment folders remove themselves
         except OSError:
@@ -220,6 +246,9 @@ def run_convert(
 
     for r in summary.segments:
         summary.converted += 1
+        summary.engines[r.engine] = summary.engines.get(r.engine, 0) + 1
+        summary.notes.extend(f"{Path(r.source).name}: {note}" if not note.startswith(Path(r.source).name) else note
+                             for note in r.engine_notes)
         for t, n in r.rows.items():
             summary.rows[t] = summary.rows.get(t, 0) + n
         summary.lines += r.lines
@@ -233,10 +262,22 @@ def run_convert(
     return summary
 
 
-def _run_dask(jobs: list[SegmentJob], address: str, progress: ProgressCallback) -> list[Any]:
+def _dask_engine(requested: str) -> tuple[str, str]:
+    """The engine name Dask jobs carry for ``requested``, and the reason the summary gives."""
+    if requested not in ENGINE_NAMES:
+        raise UsageError(f"unknown engine {requested!r} (expected one of {', '.join(ENGINE_NAMES)})",
+                         where="--engine")
+    return requested, {
+        "auto": "each Dask worker uses the GPU engine where it can, else the CPU engine",
+        "cpu": "CPU engine requested",
+        "gpu": "GPU engine requested (segments on a worker without a usable GPU fail)",
+    }[requested]
+
+
+def _stream_dask(jobs: list[SegmentJob], address: str) -> Generator[SegmentResult | SegmentFailure, None, None]:
     try:
         mod = importlib.import_module("mktpred.convert.dask_runner")
     except ImportError as exc:
         raise UsageError(f"--scheduler needs Dask distributed ({DASK_HINT}): {exc}", where="--scheduler") from None
-    results: list[Any] = mod.run_on_dask(jobs, address, progress)
+    results: Generator[SegmentResult | SegmentFailure, None, None] = mod.stream_on_dask(jobs, address)
     return results

@@ -50,7 +50,7 @@ from mktpred.convert.segments import (
     iter_chunks,
     split_name,
 )
-from mktpred.errors import DataError, OutputNotWritable, RuntimeFailure, UsageError
+from mktpred.errors import DataError, EngineFailed, OutputNotWritable, RuntimeFailure, UsageError
 from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
 
@@ -205,7 +205,7 @@ class SegmentConverter:
                     if self.on_bytes is not None and counted.done() and counted.result().lines:
                         # the hash pass runs ahead and knows the line count: report the share done
                         self.on_bytes(self.seg.size * min(base, counted.result().lines) // counted.result().lines)
-            except OutputNotWritable:
+            except (OutputNotWritable, EngineFailed):  # not the data: no other path can help
                 cancel.set()
                 raise
             except Exception as exc:
@@ -265,7 +265,7 @@ class SegmentConverter:
         numbers = range(chunk.first_line, chunk.first_line + chunk.n_lines)
         try:
             batches = self._run_engine([chunk.data], chunk.n_lines)
-        except OutputNotWritable:
+        except (OutputNotWritable, EngineFailed):
             raise
         except Exception:
             self.mode = "careful"
@@ -291,7 +291,7 @@ class SegmentConverter:
             return
         try:
             batches = self._run_engine((line + b"\n" for line in lines), len(lines))
-        except OutputNotWritable:
+        except (OutputNotWritable, EngineFailed):
             raise
         except Exception as exc:
             if len(lines) == 1:
@@ -379,16 +379,21 @@ def run_job(job: SegmentJob, engine: ConversionEngine | None = None,
     """Convert the segment of ``job`` (creates the engine unless one is given)."""
     store = Path(job.store_root)
     own = engine is None
-    eng = make_engine(job.engine, job.config) if engine is None else engine
+    eng = make_engine(job.engine, job.config, cpu_fallback=job.cpu_fallback) if engine is None else engine
     try:
         cc = job.config.convert
-        return convert_one(
+        eng.take_usage()  # forget whatever a shared engine did before this segment
+        result = convert_one(
             segment_of(Path(job.source)), eng, store, chunk_bytes=job.chunk_bytes,
             compression=cc.compression, compression_level=cc.compression_level,
             row_group_rows=cc.chunk_rows,
             staging_root=Path(job.staging_dir) if job.staging_dir else store / "_staging",
             csv_dir=Path(job.csv_dir) if job.csv_dir else None, on_bytes=on_bytes,
         )
+        usage = eng.take_usage()
+        result.engine = usage.label  # the engine that actually ran (a GPU engine may have fallen back)
+        result.engine_notes = list(usage.notes)
+        return result
     finally:
         if own:
             eng.close()

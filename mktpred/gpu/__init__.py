@@ -4,7 +4,8 @@ Nothing here needs a GPU, CUDA or cuDF: on a CPU-only machine every function ans
 is false and ``reason`` says why) and the monitor is a no-op that reports "no GPU".
 
 * :mod:`mktpred.gpu.detect` — can the GPU engine run here? (:func:`detect_gpu`, the cuDF probe);
-* :mod:`mktpred.gpu.monitor` — device memory before, at peak and after a block of work;
+* :mod:`mktpred.gpu.monitor` — device memory before, at peak and after a block of work, sampled
+  live through one small interface (:class:`MemorySampler`; NVML for real, scripted in tests);
 * :mod:`mktpred.gpu.nvml` — the small NVML helpers both share.
 """
 
@@ -29,13 +30,25 @@ from mktpred.gpu.detect import (
     query_nvml,
     verdict,
 )
-from mktpred.gpu.monitor import GPUMemoryMonitor, GpuMemoryReport, GpuMemorySample, gpu_memory
+from mktpred.gpu.monitor import (
+    DeviceMemory,
+    DeviceRef,
+    GPUMemoryMonitor,
+    GpuMemoryReport,
+    GpuMemorySample,
+    MemoryReading,
+    MemorySampler,
+    NvmlSampler,
+    gpu_memory,
+    watch_memory,
+)
 from mktpred.gpu.nvml import GIB, REASON_NO_BINDINGS, REASON_NO_DEVICE, REASON_NO_DRIVER, visible_indices
 
 __all__ = [
     "FORCE_CPU_ENV", "GIB", "PROBE_TIMEOUT_S", "REASON_CONFIG", "REASON_CUDF_UNUSABLE", "REASON_FORCED",
     "REASON_NO_BINDINGS", "REASON_NO_CUDF", "REASON_NO_DEVICE", "REASON_NO_DRIVER", "STACK", "DeviceInfo",
-    "GPUMemoryMonitor", "GpuMemoryReport", "GpuMemorySample", "GpuStatus", "NvmlReport", "PackageInfo",
-    "ProbeResult", "detect_gpu", "forced_cpu_reason", "gpu_memory", "probe_stack", "query_nvml", "verdict",
-    "visible_indices",
+    "DeviceMemory", "DeviceRef", "GPUMemoryMonitor", "GpuMemoryReport", "GpuMemorySample", "GpuStatus",
+    "MemoryReading", "MemorySampler", "NvmlReport", "NvmlSampler", "PackageInfo", "ProbeResult", "detect_gpu",
+    "forced_cpu_reason", "gpu_memory", "probe_stack", "query_nvml", "verdict", "visible_indices",
+    "watch_memory",
 ]

@@ -17,7 +17,8 @@ runner = CliRunner()
 STEM = "coinbase_20260809T210548Z"
 JSON_KEYS = {"raw_dir", "parquet_dir", "csv_dir", "engine", "engine_reason", "segments_found", "converted",
              "skipped", "failed", "rows", "lines", "invalid", "truncated", "max_invalid", "too_many_invalid",
-             "input_bytes", "seconds", "rows_per_s", "l2_rows_per_s", "mb_per_s", "segments", "failures", "notes"}
+             "input_bytes", "seconds", "rows_per_s", "l2_rows_per_s", "mb_per_s", "segments", "failures", "notes",
+             "engines", "gpu_memory"}
 
 
 def raw_dir(tmp_path: Path, suffix: str = ".jsonl", n_lines: int = 200) -> Path:

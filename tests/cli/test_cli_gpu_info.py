@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -85,3 +86,57 @@ def test_gpu_info_lists_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = json.loads(runner.invoke(app, ["gpu-info", "--json"], catch_exceptions=False).stdout)
     assert doc["devices"][0]["memory_free_gib"] == 75.0
     assert (doc["driver_version"], doc["cuda_version"]) == ("555.42.06", "12.5")
+
+
+class CountingNvml(FakeNvml):
+    """Stand-in NVML whose device memory grows by 1 GiB at each read; Ctrl-C after ``reads`` reads."""
+
+    def __init__(self, reads: int) -> None:
+        super().__init__(count=1)
+        self.reads = 0
+        self.limit = reads
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt
+        self.used[h] = self.reads * 2**30
+        return super().nvmlDeviceGetMemoryInfo(h)
+
+
+def test_gpu_info_shows_a_memory_bar_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Next to the device table, a memory bar per device with used / total GiB and the share."""
+    fake = FakeNvml(count=2)
+    fake.used[1] = 20 * 2**30
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr("mktpred.gpu.detect._installed", lambda mod: False)
+    result = runner.invoke(app, ["gpu-info"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "│ 0 │ Fake GPU 0 │ " + "░" * 24 + " │ 1.00 / 80.00 (1%) │" in out
+    assert "│ 1 │ Fake GPU 1 │ " + "█" * 6 + "░" * 18 + " │ 20.00 / 80.00 (25%) │" in out
+
+
+def test_gpu_info_watch_refreshes_until_ctrl_c(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--watch refreshes the memory figures at gpu.monitor_interval_s until Ctrl-C: exit 130, one line each."""
+    fake = CountingNvml(reads=4)  # 1 read for the table, then 3 refreshes, then Ctrl-C
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr("mktpred.gpu.detect._installed", lambda mod: False)
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("[gpu]\nmonitor_interval_s = 0.01\n")
+    result = runner.invoke(app, ["gpu-info", "--watch", "--config", str(cfg)], catch_exceptions=False)
+    assert result.exit_code == 130
+    refreshes = [ln for ln in result.stdout.splitlines() if ln.startswith("GPU 0 (Fake GPU 0): ")]
+    assert refreshes == [f"GPU 0 (Fake GPU 0): {n}.00 / 80.00 GiB used ({round(100 * n / 80)}%)" for n in (2, 3, 4)]
+    assert result.stderr.strip() == "error: interrupted"
+    assert fake.inits == 0  # NVML shut down on the way out
+
+
+def test_gpu_info_watch_without_gpu_and_with_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--watch with no device says there is nothing to watch (exit 0); with --json it is a usage error."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML: no device, on any machine
+    result = runner.invoke(app, ["gpu-info", "--watch"], catch_exceptions=False)
+    assert result.exit_code == 0 and "warning: nothing to watch: no GPU device" in result.stderr
+    result = runner.invoke(app, ["gpu-info", "--watch", "--json"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --watch shows a live display; it does not combine with --json (--watch)"

@@ -6,6 +6,7 @@ import multiprocessing
 import pickle
 import sys
 import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -30,8 +31,9 @@ def fake_gpu(reason: str | None) -> types.ModuleType:
     class GpuEngine(CpuEngine):
         name = "gpu"
 
-        def __init__(self, cfg: Config) -> None:
+        def __init__(self, cfg: Config, *, cpu_fallback: bool = False) -> None:
             super().__init__()
+            self.cpu_fallback = cpu_fallback
 
     mod.GpuEngine = GpuEngine  # type: ignore[attr-defined]
     mod.gpu_unavailable_reason = lambda cfg: reason  # type: ignore[attr-defined]
@@ -69,12 +71,13 @@ def test_gpu_module_reporting_a_problem(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_usable_gpu_module_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the GPU module says it can run, auto and gpu both instantiate its GpuEngine(cfg)."""
+    """When the GPU module says it can run, auto and gpu both instantiate its GpuEngine; only auto may fall back."""
     monkeypatch.setitem(sys.modules, GPU_MODULE, fake_gpu(None))
-    for requested in ("auto", "gpu"):
+    for requested, fallback in (("auto", True), ("gpu", False)):
         engine, _ = select_engine(requested, Config())
         engine.close()
         assert engine.name == "gpu"
+        assert engine.cpu_fallback is fallback  # type: ignore[attr-defined]
 
 
 def test_unknown_engine_is_a_usage_error() -> None:
@@ -113,23 +116,26 @@ def test_scheduler_without_dask_runner_is_a_usage_error(tmp_path: Path, monkeypa
 
 
 def test_scheduler_delegates_jobs_and_driver_keeps_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With --scheduler the jobs go to run_on_dask; the driver alone writes the manifest."""
+    """With --scheduler the jobs (engine as requested) stream from stream_on_dask; the driver alone writes
+    the manifest, after each result."""
     _segment(tmp_path)
     _segment(tmp_path, "coinbase_20260809T220000Z", seed=2)
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"manifest_before": []}
     mod = types.ModuleType("mktpred.convert.dask_runner")
+    manifest = tmp_path / "s" / "_manifest.json"
 
-    def run_on_dask(jobs: list[SegmentJob], address: str, progress: Any) -> list[SegmentResult]:
-        seen["address"], seen["engines"] = address, {j.engine for j in jobs}
-        seen["manifest_during"] = (tmp_path / "s" / "_manifest.json").exists()
-        return [convert_segment(j) for j in jobs]
+    def stream_on_dask(jobs: list[SegmentJob], address: str) -> Iterator[SegmentResult]:
+        seen["address"], seen["engines"] = address, {(j.engine, j.cpu_fallback) for j in jobs}
+        for j in jobs:
+            seen["manifest_before"].append(len(Manifest.load(tmp_path / "s").entries) if manifest.exists() else 0)
+            yield convert_segment(j)
 
-    mod.run_on_dask = run_on_dask  # type: ignore[attr-defined]
+    mod.stream_on_dask = stream_on_dask  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mktpred.convert.dask_runner", mod)
     cfg = replace(Config(), paths=replace(Config().paths, raw_dir=tmp_path / "raw", parquet_dir=tmp_path / "s"))
-    summary = run_convert(cfg, engine="cpu", scheduler="tcp://10.0.0.1:8786")
-    assert seen == {"address": "tcp://10.0.0.1:8786", "engines": {"cpu"}, "manifest_during": False}
-    assert summary.converted == 2
+    summary = run_convert(cfg, engine="auto", scheduler="tcp://10.0.0.1:8786")
+    assert seen == {"address": "tcp://10.0.0.1:8786", "engines": {("auto", True)}, "manifest_before": [0, 1]}
+    assert (summary.engine, summary.converted) == ("auto", 2)
     assert len(Manifest.load(tmp_path / "s").entries) == 2
 
 

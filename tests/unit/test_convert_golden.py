@@ -1,4 +1,8 @@
-"""Golden conversion: a small hand-checked input gives exactly the expected rows in every table."""
+"""Golden conversion: a small hand-checked input gives exactly the expected rows in every table.
+
+The same test body runs over every available engine (``tests.unit.gpu_standins.ENGINES``: the CPU
+engine, the GPU engine's host side over a stand-in reader, and cuDF on a real GPU where one is usable).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mktpred.config import Config
-from mktpred.convert.cpu_engine import CpuEngine
 from mktpred.convert.runner import run_convert
 from mktpred.convert.segment import convert_one, segment_of
 from mktpred.store.schemas import TABLE_SCHEMAS
+from tests.unit.gpu_standins import ENGINES, make_engine
 
 R = 1_786_309_548_300_000_000  # 2026-08-09T21:05:48.3Z
 MIDNIGHT = 1_786_320_000_000_000_000  # 2026-08-10T00:00:00Z
@@ -178,12 +182,13 @@ def check_store(root: Path) -> None:
     assert json.loads(quarantine[0]["text"]) == LINES[10]
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
 @pytest.mark.parametrize("allow_direct", [True, False], ids=["direct", "chunked"])
-def test_golden_rows_in_every_table(tmp_path: Path, allow_direct: bool) -> None:
-    """Every channel, bare and wrapped, snapshots, offer->ask, 9-digit times, midnight: exact rows."""
+def test_golden_rows_in_every_table(tmp_path: Path, allow_direct: bool, engine_name: str) -> None:
+    """Every engine: every channel, bare and wrapped, snapshots, offer->ask, 9-digit times, midnight: exact rows."""
     src = tmp_path / "raw" / f"{STEM}.jsonl"
     write_input(src)
-    engine = CpuEngine()
+    engine = make_engine(engine_name)
     try:
         res = convert_one(segment_of(src), engine, tmp_path / "store", chunk_bytes=1000, compression="zstd",
                           compression_level=3, row_group_rows=1000, staging_root=tmp_path / "staging",

@@ -1,4 +1,5 @@
-"""The real Coinbase capture in ../shared/samples converts with the counts its README states."""
+"""The real Coinbase capture in ../shared/samples converts with the counts its README states,
+through every available engine (``tests.unit.gpu_standins.ENGINES``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from mktpred.config import Config
 from mktpred.convert.runner import run_convert
+from tests.unit.gpu_standins import ENGINES, engine_option
 
 FILES = {
     "records": "coinbase-advanced-trade-2026-08-09.records.jsonl.zst",
@@ -18,15 +20,18 @@ FILES = {
 }
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
 @pytest.mark.parametrize("kind", ["records", "frames"])
-def test_real_capture_counts(samples_dir: Path, tmp_path: Path, kind: str) -> None:
-    """74,193 level2 rows (45,069 offers), 160 tickers, 279 trades, 1,030 messages, nothing invalid."""
+def test_real_capture_counts(samples_dir: Path, tmp_path: Path, kind: str, engine_name: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every engine: 74,193 level2 rows (45,069 offers), 160 tickers, 279 trades, 1,030 messages, nothing invalid."""
     raw = tmp_path / "raw"
     raw.mkdir()
     shutil.copy(samples_dir / FILES[kind], raw / "coinbase_20260809T210548Z.jsonl.zst")
     cfg = Config()
     cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=raw, parquet_dir=tmp_path / "store"))
-    summary = run_convert(cfg)
+    summary = run_convert(cfg, engine=engine_option(engine_name, monkeypatch))
+    assert summary.engines == {"cpu" if engine_name == "cpu" else "gpu": 1}
     assert summary.rows == {"l2": 74_193, "ticker": 160, "trades": 279, "messages": 1_030, "events": 0}
     assert (summary.lines, summary.invalid, summary.truncated) == (1_030, 0, 0)
 

@@ -17,6 +17,7 @@ from mktpred.config import Config, load_config
 from mktpred.convert import dask_runner
 from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult
 from mktpred.convert.gpu_engine import gpu_unavailable_reason
+from mktpred.convert.runner import run_convert
 from mktpred.convert.segment import run_job
 from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import RuntimeFailure, UsageError
@@ -156,3 +157,66 @@ def test_cli_scheduler_local_gives_the_same_store(raw_dir: Path, tmp_path: Path)
         m = Manifest.load(tmp_path / name)
         entries[name] = {k: {f: getattr(e, f) for f in keep} for k, e in m.entries.items()}
     assert len(entries["dask"]) == 3 and entries["dask"] == entries["local"]
+
+
+def _cfg(raw: Path, store: Path, engine: str = "cpu") -> Config:
+    return load_config(overrides={"convert.threads": 1, "convert.engine": engine, "paths.raw_dir": str(raw),
+                                  "paths.parquet_dir": str(store)})
+
+
+def test_convert_streams_results_progress_once_manifest_each_time(raw_dir: Path, tmp_path: Path) -> None:
+    """run_convert on a cluster: progress once per segment as each completes, the manifest saved before each."""
+    from distributed import LocalCluster
+
+    store = tmp_path / "store"
+    seen: list[tuple[int, int, str]] = []
+
+    def progress(p: Progress) -> None:
+        saved = len(Manifest.load(store).entries) if (store / "_manifest.json").exists() else 0
+        seen.append((p.files_done, saved, p.current))
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=None) as cluster:
+        summary = run_convert(_cfg(raw_dir, store), scheduler=cluster.scheduler_address, progress=progress)
+    assert [(done, saved) for done, saved, _ in seen] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert sorted(name for _, _, name in seen[1:]) == sorted(f"{s}.jsonl" for s in STEMS)
+    assert [Path(r.source).name for r in summary.segments] == [name for _, _, name in seen[1:]]
+    assert (summary.converted, summary.engines) == (3, {"cpu": 3})
+
+
+def test_dask_run_killed_midway_keeps_the_finished_segments(raw_dir: Path, tmp_path: Path) -> None:
+    """Ctrl-C after two results: those two are in the manifest with their files; a re-run converts only the third."""
+    from distributed import LocalCluster
+
+    store = tmp_path / "store"
+
+    def interrupt_after_two(p: Progress) -> None:
+        if p.files_done == 2:
+            raise KeyboardInterrupt
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=None) as cluster:
+        with pytest.raises(KeyboardInterrupt):
+            run_convert(_cfg(raw_dir, store), scheduler=cluster.scheduler_address, progress=interrupt_after_two)
+    kept = Manifest.load(store).entries
+    assert len(kept) == 2
+    for entry in kept.values():
+        assert entry.outputs and all((store / o).is_file() for o in entry.outputs)
+    again = run_convert(_cfg(raw_dir, store))
+    assert (again.skipped, again.converted, again.failed) == (2, 1, 0)
+    (redone,) = again.segments
+    assert redone.source not in kept
+    assert len(Manifest.load(store).entries) == 3
+
+
+@pytest.mark.skipif(gpu_unavailable_reason(Config()) is None, reason="a usable GPU is present")
+def test_convert_auto_on_dask_is_chosen_by_each_worker(raw_dir: Path, tmp_path: Path) -> None:
+    """--engine auto --scheduler: jobs carry "auto", each worker resolves it (the CPU engine here) and says so."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=None) as cluster:
+        summary = run_convert(_cfg(raw_dir, tmp_path / "store", engine="auto"), scheduler=cluster.scheduler_address)
+    assert (summary.engine, summary.converted, summary.engines) == ("auto", 3, {"cpu": 3})
+    assert summary.engine_reason == "each Dask worker uses the GPU engine where it can, else the CPU engine"
+    assert {e.engine for e in Manifest.load(tmp_path / "store").entries.values()} == {"cpu"}

@@ -4,17 +4,16 @@ cuDF is replaced by a stand-in range reader (PyArrow's JSON reader with the same
 the same byte-range rule: a range owns the lines that start after its first byte, up to and
 including one that starts at its end), so everything the GPU engine does besides the cuDF call
 itself runs for real here: byte-range tiling, out-of-memory halving, falling back to the CPU
-engine, conforming the columns, and building the tables -- which must equal the CPU engine's.
+engine (under ``auto``) or failing the file (under ``--engine gpu``), conforming the columns, and
+building the tables -- which must equal the CPU engine's.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.json as pj
 import pytest
 import zstandard
 
@@ -25,48 +24,9 @@ from mktpred.convert.engine import EngineRejected, SegmentJob, select_engine
 from mktpred.convert.gpu_engine import RAW_SCHEMA, GpuEngine
 from mktpred.convert.segment import run_job
 from mktpred.convert.synth import SynthSpec, write_segment
-from mktpred.errors import GPUUnavailable
+from mktpred.errors import EngineFailed, GPUUnavailable
 from tests.unit.engine_batches import concat_batches
-
-_I64 = pa.int64()
-
-
-def _as_read(t: pa.DataType) -> pa.DataType:
-    """What the stand-in asks PyArrow for: sequence numbers and recv_ns as integers, like the JSON."""
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _I64 if f.name == "sequence_num" else _as_read(f.type)) for f in t])
-    if pa.types.is_list(t):
-        return pa.list_(_as_read(t.value_type))
-    return t
-
-
-STANDIN_SCHEMA = pa.schema([pa.field(f.name, _I64 if f.name in ("recv_ns", "sequence_num") else _as_read(f.type))
-                            for f in RAW_SCHEMA])
-
-
-class ArrowRangeReader:
-    """cuDF's read_json(byte_range=...) contract, implemented with PyArrow on the CPU."""
-
-    def __init__(self, oom_above: int | None = None, fail_from_call: int | None = None) -> None:
-        self.oom_above = oom_above
-        self.fail_from_call = fail_from_call
-        self.calls: list[tuple[int, int]] = []
-
-    def __call__(self, path: Path, offset: int, size: int) -> pa.Table:
-        self.calls.append((offset, size))
-        if self.oom_above is not None and size > self.oom_above:
-            raise MemoryError("std::bad_alloc: out_of_memory: RMM failure (stand-in)")
-        if self.fail_from_call is not None and len(self.calls) >= self.fail_from_call:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered (stand-in)")
-        data = path.read_bytes()
-        start = 0 if offset == 0 else data.find(b"\n", offset) + 1
-        nl = data.find(b"\n", offset + size)
-        end = len(data) if nl < 0 else nl + 1
-        if (start == 0 and offset > 0) or start >= end:
-            return STANDIN_SCHEMA.empty_table()
-        opts = pj.ParseOptions(explicit_schema=STANDIN_SCHEMA, unexpected_field_behavior="ignore")
-        return pj.read_json(io.BytesIO(data[start:end]), parse_options=opts,
-                            read_options=pj.ReadOptions(block_size=64 * 2**20))
+from tests.unit.gpu_standins import ArrowRangeReader
 
 
 def _assert_same(a: tuple[dict[str, pa.Table], list[tuple[int, str]], int],
@@ -90,9 +50,9 @@ def _cpu(path: Path) -> tuple[dict[str, pa.Table], list[tuple[int, str]], int]:
         eng.close()
 
 
-def _gpu(path: Path, reader: ArrowRangeReader, **kw: int) -> tuple[tuple[dict[str, pa.Table],
-                                                                          list[tuple[int, str]], int], GpuEngine]:
-    eng = GpuEngine(Config(), reader=reader, **kw)
+def _gpu(path: Path, reader: ArrowRangeReader, *, cpu_fallback: bool = False, **kw: int,
+         ) -> tuple[tuple[dict[str, pa.Table], list[tuple[int, str]], int], GpuEngine]:
+    eng = GpuEngine(Config(), reader=reader, cpu_fallback=cpu_fallback, **kw)
     try:
         return concat_batches(list(eng.convert_file(path))), eng
     finally:
@@ -143,24 +103,51 @@ def test_out_of_memory_halves_the_range_and_says_so(synth_file: Path) -> None:
     assert max(size for _, size in reader.calls[2:]) <= 256 * 1024
 
 
-def test_gpu_failure_before_output_falls_back_to_cpu(synth_file: Path) -> None:
-    """A CUDA error before anything was yielded: the CPU engine converts the file, a note says so."""
-    got, eng = _gpu(synth_file, ArrowRangeReader(fail_from_call=1), range_bytes=64 * 1024)
+def test_gpu_failure_before_output_falls_back_to_cpu_under_auto(synth_file: Path) -> None:
+    """auto: a CUDA error before anything was yielded: the CPU engine converts the file and says so."""
+    got, eng = _gpu(synth_file, ArrowRangeReader(fail_from_call=1), cpu_fallback=True, range_bytes=64 * 1024)
     _assert_same(got, _cpu(synth_file))
     assert len(eng.notes) == 1 and "converted on the CPU (RuntimeError: CUDA error" in eng.notes[0]
+    usage = eng.take_usage()
+    assert (usage.engines, usage.label, usage.notes) == (("cpu",), "cpu", tuple(eng.notes))
+    assert eng.take_usage().notes == ()  # taken once
 
 
-def test_out_of_memory_at_the_floor_falls_back_to_cpu(synth_file: Path) -> None:
-    """Out of memory even at the smallest range: the file is converted on the CPU instead."""
-    got, eng = _gpu(synth_file, ArrowRangeReader(oom_above=1), range_bytes=128 * 1024,
+def test_out_of_memory_at_the_floor_falls_back_to_cpu_under_auto(synth_file: Path) -> None:
+    """auto: out of memory even at the smallest range: the file is converted on the CPU instead."""
+    got, eng = _gpu(synth_file, ArrowRangeReader(oom_above=1), cpu_fallback=True, range_bytes=128 * 1024,
                     min_range_bytes=64 * 1024)
     _assert_same(got, _cpu(synth_file))
     assert "converted on the CPU (MemoryError" in eng.notes[-1]
 
 
-def test_gpu_failure_after_output_is_a_rejection(synth_file: Path) -> None:
-    """A failure after batches were yielded raises EngineRejected, so the caller redoes the segment."""
-    eng = GpuEngine(Config(), reader=ArrowRangeReader(fail_from_call=3), range_bytes=64 * 1024)
+@pytest.mark.parametrize(("reader", "kw", "why"), [
+    (ArrowRangeReader(fail_from_call=1), {"range_bytes": 64 * 1024},
+     "(at byte 0): RuntimeError: CUDA error: an illegal memory access was encountered (stand-in)"),
+    (ArrowRangeReader(fail_from_call=3), {"range_bytes": 64 * 1024},
+     "(at byte 131,072): RuntimeError: CUDA error: an illegal memory access"),
+    (ArrowRangeReader(oom_above=1), {"range_bytes": 128 * 1024, "min_range_bytes": 64 * 1024},
+     "(at byte 0): MemoryError: std::bad_alloc: out_of_memory"),
+], ids=["cuda-error-first", "cuda-error-later", "oom-at-floor"])
+def test_engine_gpu_never_converts_on_the_cpu(synth_file: Path, reader: ArrowRangeReader, kw: dict[str, int],
+                                              why: str) -> None:
+    """--engine gpu: a GPU failure is EngineFailed (exit 3) with its reason; the CPU engine never runs."""
+    eng = GpuEngine(Config(), reader=reader, cpu_fallback=False, **kw)
+    cpu_calls: list[Path] = []
+    eng._cpu.convert_file = lambda path: cpu_calls.append(path) or iter(())  # type: ignore[method-assign]
+    try:
+        with pytest.raises(EngineFailed) as err:
+            list(eng.convert_file(synth_file))
+    finally:
+        eng.close()
+    assert str(err.value).startswith(f"the GPU engine cannot convert {synth_file.name} {why}")
+    assert err.value.exit_code == 3
+    assert cpu_calls == [] and eng.take_usage().engines == ("gpu",)
+
+
+def test_gpu_failure_after_output_is_a_rejection_under_auto(synth_file: Path) -> None:
+    """auto: a failure after batches were yielded raises EngineRejected, so the caller redoes the segment."""
+    eng = GpuEngine(Config(), reader=ArrowRangeReader(fail_from_call=3), range_bytes=64 * 1024, cpu_fallback=True)
     try:
         with pytest.raises(EngineRejected, match="GPU engine failed at byte"):
             list(eng.convert_file(synth_file))
@@ -274,3 +261,44 @@ def test_force_cpu_makes_auto_pick_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (engine.name, why) == ("cpu", "CPU engine (disabled by MKTPRED_FORCE_CPU=1)")
     with pytest.raises(GPUUnavailable, match="disabled by MKTPRED_FORCE_CPU=1"):
         select_engine("gpu", Config())
+
+
+class CUDARuntimeError(RuntimeError):
+    """Named like CuPy's error type."""
+
+
+@pytest.mark.parametrize(("exc", "device"), [
+    (MemoryError("std::bad_alloc: out_of_memory"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), True),
+    (CUDARuntimeError("cudaErrorInitializationError: initialization error"), True),
+    (RuntimeError("no CUDA-capable device is detected"), True),
+    (RuntimeError("CUDF failure at: /cudf/cpp/src/io/json/nested_json_gpu.cu:2034: Parser encountered an "
+                  "invalid format at location 17"), False),
+    (ValueError("JSON parse error: missing a name for object member"), False),
+    (EngineRejected("expected an object, got string"), False),
+])
+def test_device_failures_are_told_from_rejected_input(exc: BaseException, device: bool) -> None:
+    """CUDA errors and out-of-memory are the GPU failing; cuDF's parse errors (naming a _gpu.cu file) are the data."""
+    assert gpu_engine.is_device_failure(exc) is device
+
+
+def test_input_cudf_rejects_is_quarantined_under_engine_gpu(tmp_path: Path) -> None:
+    """--engine gpu with bad lines: the careful path runs on the GPU engine, bad lines quarantined, all on the GPU."""
+    seg = tmp_path / "raw" / "coinbase_20260809T210548Z.jsonl"
+    write_segment(seg, SynthSpec(seed=9, snapshot_levels=100), n_lines=200)
+    lines = seg.read_bytes().split(b"\n")
+    lines[30] = b'{"recv_ns": 1, "conn": "c", "msg": {"channel": "l2_data"'
+    seg.write_bytes(b"\n".join(lines))
+    cfg = load_config(overrides={"convert.threads": 1})
+    reader = ArrowRangeReader()
+    engine = GpuEngine(cfg, reader=reader, range_bytes=16 * 1024, cpu_fallback=False)
+    cpu_files: list[str] = []
+    real = engine._cpu.convert_file
+    engine._cpu.convert_file = lambda p: cpu_files.append(p.name) or real(p)  # type: ignore[method-assign]
+    try:
+        result = run_job(SegmentJob(source=str(seg), store_root=str(tmp_path / "store"), engine="gpu", config=cfg),
+                         engine=engine)
+    finally:
+        engine.close()
+    assert (result.engine, result.invalid, result.mode, result.engine_notes) == ("gpu", 1, "careful", [])
+    assert cpu_files == [] and len(reader.calls) > 10
