@@ -12,6 +12,7 @@ example when the next day completed the last labels, so ``fwd_ret`` gets filled 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from mktpred.book.table import format_duration, parse_duration
 from mktpred.coinbase.timestamps import format_iso_ns
 from mktpred.errors import UsageError
+from mktpred.features.labels import label_name
 from mktpred.models import estimators as est
 from mktpred.models.data import LabelSpec
 from mktpred.models.folds import purge_ns
@@ -236,12 +238,12 @@ def _compute_features(store: Store, m: LoadedModel, products: list[str] | None, 
     if not chosen:
         raise UsageError(f"no level2 data for {', '.join(products or [])} in the span to compute features from",
                          where=str(store.root))
-    horizons = [format_duration(h) for h in spec.horizons_ns]
+    horizons = [label_name(h)[len("fwd_ret_"):] for h in spec.horizons_ns]  # as the label columns say
     say(f"predict: no features for the span: computing them from l2/trades ({format_duration(spec.interval_ns)} "
         f"grid, labels {', '.join(horizons)}{', cross ' + spec.cross if spec.cross else ''}) for {', '.join(chosen)}")
     r = build_features(store.root, spec, products=chosen, start=lo, end=hi)
     say(f"predict: computed {r.rows:,} features rows")
-    return {"rows": r.rows, "products": chosen, "interval": r.interval, "horizons": r.horizons, "cross": spec.cross}
+    return {"rows": r.rows, "products": chosen, "interval": r.interval, "horizons": horizons, "cross": spec.cross}
 
 
 def _rows_table(m: LoadedModel, t: np.ndarray, product: str, valid: np.ndarray, P: np.ndarray,
@@ -277,12 +279,16 @@ def _score(r: PredictResult, m: LoadedModel, t: np.ndarray, valid: np.ndarray, f
     keep &= known
     y, p, ts, ib = y[keep], P[keep], t[keep], imb[keep]
     r.scored_rows = int(keep.sum())
-    r.metrics = score(spec.classes, y, p)
     bp = m.meta.get("baseline_params") or {}
-    if "prior" in bp:
-        r.baselines["prior"] = score(spec.classes, y, est.predict_prior(bp["prior"], len(y)))
-    if "imbalance" in bp:
-        r.baselines["imbalance"] = score(spec.classes, y, est.predict_imbalance(bp["imbalance"], ib))
+    with warnings.catch_warnings():
+        # a span with one class only (or few rows) leaves some metrics undefined: they are null
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r.metrics = score(spec.classes, y, p)
+        if "prior" in bp:
+            r.baselines["prior"] = score(spec.classes, y, est.predict_prior(bp["prior"], len(y)))
+        if "imbalance" in bp:
+            r.baselines["imbalance"] = score(spec.classes, y, est.predict_imbalance(bp["imbalance"], ib))
     span = m.meta.get("train_span") or {}
     if "start_ns" in span:
         r.train_span = {"start": span["start"], "end": span["end"]}
