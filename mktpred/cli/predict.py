@@ -86,7 +86,8 @@ def predict_command(
 
 def _render(term: Terminal, r: PredictResult) -> None:
     target = "return" if "r2" in r.metrics else "direction"
-    span = f"{r.span['start'] or 'start'} .. {r.span['end'] or 'end'}"
+    span = ("the whole features table" if r.span["start"] is None and r.span["end"] is None
+            else f"{r.span['start'] or 'the start'} .. {r.span['end'] or 'the end'}")
     title = (f"predict {r.name}/{r.version} on {span}: {r.scored_rows:,} rows with a known outcome"
              + (" (IN-SAMPLE: overlaps the training span)" if r.in_sample else ""))
     render_scores(term, title, target, [("model", r.metrics), *((b, m) for b, m in r.baselines.items())])
