@@ -11,6 +11,7 @@ example when the next day completed the last labels, so ``fwd_ret`` gets filled 
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -95,17 +96,21 @@ def feature_spec_of(model: LoadedModel) -> Any:
 
 def predict(model_dir: Path | str | LoadedModel, parquet_dir: Path | str, *, start: TimeLike = None,
             end: TimeLike = None, products: list[str] | None = None, force: bool = False,
-            info: Info | None = None) -> PredictResult:
+            threads: int | None = None, info: Info | None = None) -> PredictResult:
     """Predict every features row of the days of ``[start, end)`` (default: all) for the model's
     products (or ``products``), write the ``predictions`` table, and score the model and its saved
     baselines on the rows of the span whose outcome is in the store (see the module docstring).
 
     A missing or half-written model directory, or a features table that lacks a feature the model
     needs, raises :class:`UsageError` (exit 2).  Without any features for the span they are computed
-    first from ``l2``/``trades`` with the model's feature spec (``info`` says so)."""
+    first from ``l2``/``trades`` with the model's feature spec (``info`` says so).  ``threads``: how
+    many LightGBM predicts with (default: every core for a model loaded here; the numbers are the
+    same for any count)."""
     t0 = time.monotonic()
     say = info or (lambda _: None)
     m = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir)
+    if threads is not None or not isinstance(model_dir, LoadedModel):  # a caller's model keeps its setting
+        m.set_threads(threads or os.cpu_count() or 1)
     store = open_store(parquet_dir)
     lo, hi = to_ns(start), to_ns(end)
     if lo is not None and hi is not None and hi <= lo:
