@@ -110,3 +110,16 @@ def test_help_has_an_example() -> None:
     assert res.exit_code == 0 and "Example" in res.output and "mktpred predict" in res.output
     assert "--config" in res.output and "--import-live" in res.output
     assert "predict" in runner.invoke(app, ["--help"], catch_exceptions=False).output
+
+
+def test_store_without_features_says_it_computes_them(store: tuple[Path, Path], tmp_path: Path) -> None:
+    """On a store with only l2, the CLI says it computes the features and --json reports them."""
+    from tests.unit.test_predict import _l2_store
+
+    _l2_store(tmp_path / "l2only")
+    _, model = store
+    res = runner.invoke(app, ["predict", "--model", str(model), "--parquet-dir", str(tmp_path / "l2only"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "no features for the span: computing them from l2/trades (1s grid, labels 1s, 10s, 60s)" in res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["features_computed"]["rows"] == doc["rows"] == doc["rows_written"] >= 35

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from mktpred.errors import UsageError
 from mktpred.models.registry import load_model
 from mktpred.models.train import train
+from mktpred.predict.batch import feature_spec_of as predict_feature_spec
 from mktpred.predict.batch import predict
 from mktpred.predict.rows import MESSAGE_KEYS, predict_rows
 from mktpred.store.manifest import Manifest
@@ -185,9 +186,9 @@ def test_predict_rows_is_the_batch_prediction(trained: tuple[Path, Path], tmp_pa
     json.dumps(msgs)  # JSON-ready
 
 
-def _l2_store(root: Path, seconds: int = 40) -> None:
+def _l2_store(root: Path, seconds: int = 40) -> list[dict[str, Any]]:
     """BTC-USD level2 only: a snapshot, then every 250 ms the best bid and ask move one tick
-    (a seeded random walk)."""
+    (a seeded random walk); returns the rows written."""
     rng = np.random.default_rng(3)
     t0 = T0 + 100_000_000
     rows: list[dict[str, Any]] = []
@@ -207,6 +208,7 @@ def _l2_store(root: Path, seconds: int = 40) -> None:
     d = root / "l2" / "date=2025-12-06"
     d.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=TABLE_SCHEMAS["l2"]), d / "seg.parquet")
+    return rows
 
 
 def test_store_without_features_computes_them(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -228,6 +230,47 @@ def test_store_without_features_computes_them(trained: tuple[Path, Path], tmp_pa
     assert sum(g[12] is not None for g in got) > 20  # the last 10 s have no outcome yet
     again = predict(trained[1], root, info=said.append)
     assert again.features_computed is None and again.rows_written == 0
+
+
+def test_engine_rows_through_predict_rows_equal_batch(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """The same l2 frames fed one by one to the online FeatureEngine (as serve does) and through
+    predict_rows give exactly the batch predictions (DESIGN: serve = predict)."""
+    from mktpred.features.engine import FeatureEngine
+
+    root = tmp_path / "pq"
+    l2 = _l2_store(root)
+    predict(trained[1], root)
+    m = load_model(trained[1])
+    eng = FeatureEngine("BTC-USD", predict_feature_spec(m))
+    rows: list[dict[str, Any]] = []
+    for seq in sorted({r["seq"] for r in l2}):
+        f = [r for r in l2 if r["seq"] == seq]
+        rows += eng.on_l2("c", seq, f[0]["time"], f[0]["is_snapshot"], np.array([r["side"] == "ask" for r in f]),
+                          np.array([r["price"] for r in f]), np.array([r["size"] for r in f]))
+    rows += eng.advance(max(r["time"] for r in l2))
+    live = predict_rows(m, rows)
+    batch = _predictions_by_duckdb(root)
+    assert len(live) == len(batch) >= 35
+    assert [(x["time_ns"], x["valid"], x["p_up"]) for x in live] == [(b[0], b[5], b[8]) for b in batch]
+
+
+def test_train_records_the_feature_spec(tmp_path: Path) -> None:
+    """model.json's feature_spec names the grid, every label horizon of the table and the cross
+    product (the one product whose cross_ret_1 is always null)."""
+    feats = make_features(tmp_path / "src", seconds=1500, signal=0.5, products=PRODUCTS)
+    rng = np.random.default_rng(0)
+    is_eth = np.asarray(feats.column("product_id").to_pylist()) == "ETH-USD"
+    cross = pa.array(np.where(is_eth, rng.normal(size=feats.num_rows), np.nan), mask=~is_eth)
+    feats = feats.append_column("cross_ret_1", cross).append_column("cross_ofi_1", cross)
+    d = tmp_path / "pq" / "features" / "date=2025-12-06"
+    d.mkdir(parents=True)
+    pq.write_table(feats, d / "f.parquet")
+    r = train(tmp_path / "pq", tmp_path / "m", name="x", horizon="10s", folds=1, model="logistic")
+    assert r.meta["feature_spec"] == {"interval": "1s", "interval_ns": S, "horizons": ["1s", "10s", "60s"],
+                                      "horizons_ns": [S, 10 * S, 60 * S], "cross": "BTC-USD"}
+    assert "cross_ret_1" in r.meta["features"]
+    spec = predict_feature_spec(load_model(r.path))
+    assert (spec.interval_ns, spec.horizons_ns, spec.cross) == (S, (S, 10 * S, 60 * S), "BTC-USD")
 
 
 def test_bad_model_dirs_are_usage_errors(trained: tuple[Path, Path], tmp_path: Path) -> None:
