@@ -194,21 +194,24 @@ def _f64(tbl: pa.Table, column: str) -> np.ndarray:
 
 
 def _read_day(store: Store, m: LoadedModel, date: str, products: list[str] | None, label: str) -> pa.Table:
-    lo, hi = day_bounds(date)
-    names = _column_names(store, lo, hi)
-    cols = ["time", "product_id", "valid", *m.features]
-    cols += [c for c in (label, "imb_1") if c in names and c not in cols]
-    tbl = store.read(pt.FEATURES_TABLE, products=products, start=lo, end=hi, columns=cols)
-    return tbl.sort_by([("time", "ascending"), ("product_id", "ascending")])
-
-
-def _column_names(store: Store, lo: int | None, hi: int | None) -> set[str]:
+    """One day of the features the model needs (plus the label and ``imb_1`` where present), file by
+    file so files written with different label sets still read (a missing column is null)."""
     import pyarrow.parquet as pq
 
-    names: set[str] = set()
+    lo, hi = day_bounds(date)
+    wanted = ["time", "product_id", "valid", *m.features]
+    wanted += [c for c in (label, "imb_1") if c not in wanted]
+    parts = []
     for f in store.files(pt.FEATURES_TABLE, lo, hi):
-        names.update(pq.read_schema(f).names)
-    return names
+        names = set(pq.read_schema(f).names)
+        tbl = pq.read_table(f, columns=[c for c in wanted if c in names])
+        if products is not None:
+            tbl = tbl.filter(pc.is_in(tbl.column("product_id"), value_set=pa.array(products, pa.string())))
+        parts.append(tbl)
+    if not parts:
+        return pa.table({"time": pa.array([], pt.SCHEMA.field("time").type)})
+    tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+    return tbl.sort_by([("time", "ascending"), ("product_id", "ascending")])
 
 
 def _check_compatible(store: Store, m: LoadedModel, lo: int | None, hi: int | None) -> None:
