@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from mktpred.book.table import format_duration, parse_duration
 from mktpred.coinbase.timestamps import format_iso_ns
-from mktpred.errors import UsageError
+from mktpred.errors import RuntimeFailure, UsageError
 from mktpred.features.labels import label_name
 from mktpred.models import estimators as est
 from mktpred.models.data import LabelSpec
@@ -135,33 +135,43 @@ def predict(model_dir: Path | str | LoadedModel, parquet_dir: Path | str, *, sta
     keep_p: list[np.ndarray] = []
     seen_products: set[str] = set()
     for date in store.dates(pt.FEATURES_TABLE, lo, hi):
-        day = _read_day(store, m, date, plist, label)
+        day = _read_day(store, date, plist, ["time", "product_id", "valid", label, "imb_1"])
         if day.num_rows == 0:
             continue
         t = day.column("time").cast(pa.int64()).to_numpy()
         prod = np.asarray(day.column("product_id").to_pylist(), dtype=object)
         valid = np.asarray(pc.fill_null(day.column("valid"), False).to_numpy(zero_copy_only=False), dtype=bool)
-        X = np.column_stack([_f64(day, c) for c in m.features])
-        P = outputs(m, X)
         fwd = _f64(day, label)
         result.rows += day.num_rows
         fp = pt.features_fingerprint(store, [date])
-        wrote = False
+        P = np.full((day.num_rows, len(m.output_columns)), np.nan)
+        stale: dict[str, tuple[str, str]] = {}
         for product in sorted({str(p) for p in prod}):
             seen_products.add(product)
-            sel = np.flatnonzero(prod == product)
             key = f"{pt.TABLE}:batch:{m.name}:{m.version}:{product}:{date}"
             h = pt.combine(identity, product, date, fp)
-            if not force and pt.up_to_date(store, manifest.entries.get(key), h):
-                continue
+            entry = manifest.entries.get(key)
+            sel = np.flatnonzero(prod == product)
+            stored = None if force or not pt.up_to_date(store, entry, h) else _stored(store, entry, m, t[sel])
+            if stored is None:
+                stale[product] = (key, h)
+            else:  # up to date: the score reuses the stored predictions (the same numbers)
+                P[sel] = stored
+        if stale:
+            todo = np.flatnonzero(np.isin(prod, list(stale)))
+            feats = _read_day(store, date, sorted(stale), ["time", "product_id", *m.features])
+            if not np.array_equal(feats.column("time").cast(pa.int64()).to_numpy(), t[todo]):
+                raise RuntimeFailure("the features table changed while predict was reading it", where=date)
+            P[todo] = outputs(m, np.column_stack([_f64(feats, c) for c in m.features]))
+        for product, (key, h) in stale.items():
+            sel = np.flatnonzero(prod == product)
             rows = _rows_table(m, t[sel], product, valid[sel], P[sel], fwd[sel])
             outs = pt.write_rows(store, manifest, key=key, stem=f"batch_{m.name}_{m.version}_{product}_{date}",
                                  rows=rows, hash=h, engine="predict")
             result.outputs += outs
             result.rows_written += rows.num_rows
-            wrote = True
-        (result.days_written if wrote else result.days_skipped).append(date)
-        if wrote:
+        (result.days_written if stale else result.days_skipped).append(date)
+        if stale:
             manifest.save(store.root)
         span = np.ones(len(t), dtype=bool)
         if lo is not None:
@@ -193,14 +203,13 @@ def _f64(tbl: pa.Table, column: str) -> np.ndarray:
     return np.asarray(pc.fill_null(col, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _read_day(store: Store, m: LoadedModel, date: str, products: list[str] | None, label: str) -> pa.Table:
-    """One day of the features the model needs (plus the label and ``imb_1`` where present), file by
-    file so files written with different label sets still read (a missing column is null)."""
+def _read_day(store: Store, date: str, products: list[str] | None, columns: list[str]) -> pa.Table:
+    """``columns`` of one day of features (those a file has; a missing one is null), rows in
+    ``(time, product_id)`` order, read file by file so files with different label sets still read."""
     import pyarrow.parquet as pq
 
     lo, hi = day_bounds(date)
-    wanted = ["time", "product_id", "valid", *m.features]
-    wanted += [c for c in (label, "imb_1") if c not in wanted]
+    wanted = list(dict.fromkeys(columns))
     parts = []
     for f in store.files(pt.FEATURES_TABLE, lo, hi):
         names = set(pq.read_schema(f).names)
@@ -212,6 +221,21 @@ def _read_day(store: Store, m: LoadedModel, date: str, products: list[str] | Non
         return pa.table({"time": pa.array([], pt.SCHEMA.field("time").type)})
     tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
     return tbl.sort_by([("time", "ascending"), ("product_id", "ascending")])
+
+
+def _stored(store: Store, entry: Any, m: LoadedModel, t: np.ndarray) -> np.ndarray | None:
+    """The model outputs an up-to-date entry wrote for the rows at times ``t`` (None when they do
+    not line up, so the day is predicted and written again)."""
+    import pyarrow.parquet as pq
+
+    files = [store.root / o for o in entry.outputs]
+    if not files:
+        return None if len(t) else np.empty((0, len(m.output_columns)))
+    tbl = pa.concat_tables([pq.read_table(f, columns=["time", *m.output_columns]) for f in files])
+    tbl = tbl.sort_by("time")
+    if not np.array_equal(tbl.column("time").cast(pa.int64()).to_numpy(), t):
+        return None
+    return np.column_stack([_f64(tbl, c) for c in m.output_columns])
 
 
 def _check_compatible(store: Store, m: LoadedModel, lo: int | None, hi: int | None) -> None:
