@@ -125,74 +125,85 @@ def predict(model_dir: Path | str | LoadedModel, parquet_dir: Path | str, *, sta
         raise UsageError("no features rows for the span (and none could be computed)", where=str(store.root))
     _check_compatible(store, m, lo, hi)
 
-    label = pt.horizon_label(m.horizon_s)
-    identity = f"{m.name}/{m.version}/{m.meta.get('created_at')}"
     manifest = Manifest.load(store.root)
-    keep_t: list[np.ndarray] = []
-    keep_valid: list[np.ndarray] = []
-    keep_fwd: list[np.ndarray] = []
-    keep_imb: list[np.ndarray] = []
-    keep_p: list[np.ndarray] = []
-    seen_products: set[str] = set()
-    for date in store.dates(pt.FEATURES_TABLE, lo, hi):
-        day = _read_day(store, date, plist, ["time", "product_id", "valid", label, "imb_1"])
-        if day.num_rows == 0:
-            continue
-        t = day.column("time").cast(pa.int64()).to_numpy()
-        prod = np.asarray(day.column("product_id").to_pylist(), dtype=object)
-        valid = np.asarray(pc.fill_null(day.column("valid"), False).to_numpy(zero_copy_only=False), dtype=bool)
-        fwd = _f64(day, label)
-        result.rows += day.num_rows
-        fp = pt.features_fingerprint(store, [date])
-        P = np.full((day.num_rows, len(m.output_columns)), np.nan)
-        stale: dict[str, tuple[str, str]] = {}
-        for product in sorted({str(p) for p in prod}):
-            seen_products.add(product)
-            key = f"{pt.TABLE}:batch:{m.name}:{m.version}:{product}:{date}"
-            h = pt.combine(identity, product, date, fp)
-            entry = manifest.entries.get(key)
-            sel = np.flatnonzero(prod == product)
-            stored = None if force or not pt.up_to_date(store, entry, h) else _stored(store, entry, m, t[sel])
-            if stored is None:
-                stale[product] = (key, h)
-            else:  # up to date: the score reuses the stored predictions (the same numbers)
-                P[sel] = stored
-        if stale:
-            todo = np.flatnonzero(np.isin(prod, list(stale)))
-            feats = _read_day(store, date, sorted(stale), ["time", "product_id", *m.features])
-            if not np.array_equal(feats.column("time").cast(pa.int64()).to_numpy(), t[todo]):
-                raise RuntimeFailure("the features table changed while predict was reading it", where=date)
-            P[todo] = outputs(m, np.column_stack([_f64(feats, c) for c in m.features]))
-        for product, (key, h) in stale.items():
-            sel = np.flatnonzero(prod == product)
-            rows = _rows_table(m, t[sel], product, valid[sel], P[sel], fwd[sel])
-            outs = pt.write_rows(store, manifest, key=key, stem=f"batch_{m.name}_{m.version}_{product}_{date}",
-                                 rows=rows, hash=h, engine="predict")
-            result.outputs += outs
-            result.rows_written += rows.num_rows
-        (result.days_written if stale else result.days_skipped).append(date)
-        if stale:
-            manifest.save(store.root)
-        span = np.ones(len(t), dtype=bool)
-        if lo is not None:
-            span &= t >= lo
-        if hi is not None:
-            span &= t < hi
-        keep_t.append(t[span])
-        keep_valid.append(valid[span])
-        keep_fwd.append(fwd[span])
-        keep_imb.append(_f64(day, "imb_1")[span])
-        keep_p.append(P[span])
-    if not result.products:
-        result.products = sorted(seen_products)
+    days = [d for date in store.dates(pt.FEATURES_TABLE, lo, hi)
+            if (d := _predict_day(store, manifest, m, date, plist, force, result)) is not None]
     if result.rows == 0:
         raise UsageError(f"no features rows for {', '.join(plist or ['any product'])} in the span",
                          where="--products" if products else str(store.root))
-    k = len(m.output_columns)
-    _score(result, m, np.concatenate(keep_t), np.concatenate(keep_valid), np.concatenate(keep_fwd),
-           np.concatenate(keep_imb), np.concatenate(keep_p) if keep_p else np.empty((0, k)))
+    if not result.products:
+        result.products = sorted({p for d in days for p in d.products})
+    t = np.concatenate([d.time for d in days])
+    span = np.ones(len(t), dtype=bool)
+    if lo is not None:
+        span &= t >= lo
+    if hi is not None:
+        span &= t < hi
+    col = {a: np.concatenate([getattr(d, a) for d in days])[span] for a in ("valid", "fwd", "imb_1", "outputs")}
+    _score(result, m, t[span], col["valid"], col["fwd"], col["imb_1"], col["outputs"])
     result.elapsed_s = time.monotonic() - t0
     return result
+
+
+@dataclass
+class _Day:
+    """One day's predicted rows, in ``(time, product_id)`` order, for the score."""
+
+    products: list[str]
+    time: np.ndarray
+    valid: np.ndarray
+    fwd: np.ndarray
+    imb_1: np.ndarray
+    outputs: np.ndarray
+
+
+def _predict_day(store: Store, manifest: Manifest, m: LoadedModel, date: str, products: list[str] | None,
+                 force: bool, result: PredictResult) -> _Day | None:
+    """Predict one day's features rows; write the product-days that are not up to date (their
+    entries' fingerprints: model version and the day's features files).  Up-to-date product-days
+    are read back from the table, not predicted again: the same numbers, much cheaper."""
+    label = pt.horizon_label(m.horizon_s)
+    day = _read_day(store, date, products, ["time", "product_id", "valid", label, "imb_1"])
+    if day.num_rows == 0:
+        return None
+    t = day.column("time").cast(pa.int64()).to_numpy()
+    prod = np.asarray(day.column("product_id").to_pylist(), dtype=object)
+    valid = np.asarray(pc.fill_null(day.column("valid"), False).to_numpy(zero_copy_only=False), dtype=bool)
+    fwd = _f64(day, label)
+    result.rows += day.num_rows
+    fp = pt.features_fingerprint(store, [date])
+    identity = f"{m.name}/{m.version}/{m.meta.get('created_at')}"
+    P = np.full((day.num_rows, len(m.output_columns)), np.nan)
+    names = sorted({str(p) for p in prod})
+    stale: dict[str, tuple[str, str]] = {}
+    for product in names:
+        key = f"{pt.TABLE}:batch:{m.name}:{m.version}:{product}:{date}"
+        h = pt.combine(identity, product, date, fp)
+        entry = manifest.entries.get(key)
+        sel = np.flatnonzero(prod == product)
+        stored = None if force or not pt.up_to_date(store, entry, h) else _stored(store, entry, m, t[sel])
+        if stored is None:
+            stale[product] = (key, h)
+        else:
+            P[sel] = stored
+    if stale:
+        todo = np.flatnonzero(np.isin(prod, list(stale)))
+        feats = _read_day(store, date, sorted(stale), ["time", "product_id", *m.features])
+        if not np.array_equal(feats.column("time").cast(pa.int64()).to_numpy(), t[todo]):
+            raise RuntimeFailure("the features table changed while predict was reading it", where=date)
+        P[todo] = outputs(m, np.column_stack([_f64(feats, c) for c in m.features]))
+    for product, (key, h) in stale.items():
+        sel = np.flatnonzero(prod == product)
+        rows = _rows_table(m, t[sel], product, valid[sel], P[sel], fwd[sel])
+        result.outputs += pt.write_rows(store, manifest, key=key, rows=rows, hash=h, engine="predict",
+                                        stem=f"batch_{m.name}_{m.version}_{product}_{date}")
+        result.rows_written += rows.num_rows
+    if stale:
+        manifest.save(store.root)
+        result.days_written.append(date)
+    else:
+        result.days_skipped.append(date)
+    return _Day(names, t, valid, fwd, _f64(day, "imb_1"), P)
 
 
 def _f64(tbl: pa.Table, column: str) -> np.ndarray:
