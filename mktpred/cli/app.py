@@ -19,6 +19,7 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     evaluate,
     features,
     gpu_info,
+    predict,
     report,
     retrain,
     simulate,

@@ -143,6 +143,12 @@ class LoadedModel:
         out: np.ndarray = self._impl.predict(X)
         return out
 
+    def set_threads(self, threads: int) -> None:
+        """Threads LightGBM predicts with: 1 (the default) suits one row at a time (live), more suit
+        large batches.  Each row is computed the same way either way, so the numbers do not change."""
+        if hasattr(self._impl, "threads"):
+            self._impl.threads = max(1, int(threads))
+
 
 def load_model(path: Path | str) -> LoadedModel:
     """Load a version directory (or ``<models_dir>/<name>``: its current version).

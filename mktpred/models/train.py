@@ -169,6 +169,7 @@ def train(parquet_dir: Path, models_dir: Path, *, name: str, horizon: str, targe
         "name": name, "version": None, "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model, "target": target, "threshold_bps": threshold_bps, "horizon": horizon,
         "horizon_s": h_ns / NS_PER_S, "interval_ns": infer_interval(frame.time), "features": frame.features,
+        "feature_spec": feature_spec(parquet_dir, infer_interval(frame.time), start, end),
         "products": frame.products,
         "train_span": {"start": format_iso_ns(int(fp.min())), "end": format_iso_ns(int(fp.max()) + 1),
                        "start_ns": int(fp.min()), "end_ns": int(fp.max()) + 1},
@@ -191,6 +192,41 @@ def train(parquet_dir: Path, models_dir: Path, *, name: str, horizon: str, targe
     if promote:
         reg.set_current(name_dir, final_dir.name)
     return TrainResult(name, final_dir.name, final_dir, promote, meta, warnings)
+
+
+def feature_spec(parquet_dir: Path, interval_ns: int | None, start: TimeLike, end: TimeLike) -> dict[str, Any]:
+    """How the features table was built, so predict and serve can compute the same rows: the grid,
+    every label horizon of the table, and the ``--cross`` product (inferred: the one product whose
+    ``cross_ret_1`` is always null while another product's is not; null when it cannot be told)."""
+    import pyarrow.dataset as ds
+
+    from mktpred.book.table import format_duration
+    from mktpred.features.labels import label_name
+    from mktpred.models.data import LABEL_PREFIX, TABLE
+    from mktpred.store.reader import open_store, to_ns
+
+    store = open_store(parquet_dir)
+    files = store.files(TABLE, to_ns(start), to_ns(end))
+    names = ds.dataset([str(f) for f in files], format="parquet").schema.names if files else []
+    horizons: dict[int, str] = {}
+    for n in names:
+        if n.startswith(LABEL_PREFIX + "ret_"):
+            try:
+                h = parse_duration(n[len(LABEL_PREFIX + "ret_"):])
+            except UsageError:
+                continue
+            if label_name(h) == n:
+                horizons[h] = n[len(LABEL_PREFIX + "ret_"):]
+    cross = None
+    if "cross_ret_1" in names:
+        t = store.read(TABLE, start=start, end=end, columns=["product_id", "cross_ret_1"])
+        seen = t.group_by("product_id").aggregate([("cross_ret_1", "count")]).to_pylist()
+        empty = [r["product_id"] for r in seen if r["cross_ret_1_count"] == 0]
+        if len(empty) == 1 and len(seen) > 1:
+            cross = empty[0]
+    return {"interval": None if interval_ns is None else format_duration(interval_ns), "interval_ns": interval_ns,
+            "horizons": [horizons[h] for h in sorted(horizons)], "horizons_ns": sorted(horizons),
+            "cross": cross}
 
 
 def _fit_predict(model: str, classes: int, seed: int, frame: Frame, y: np.ndarray, tr: np.ndarray,

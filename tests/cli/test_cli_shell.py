@@ -12,7 +12,7 @@ from mktpred import __version__
 from mktpred.cli.app import app
 
 SUBCOMMANDS = ["collect", "convert", "csv2parquet", "validate", "gpu-info", "simulate", "demo", "book", "config",
-               "features", "train", "evaluate", "retrain", "report"]
+               "features", "train", "evaluate", "retrain", "predict", "report"]
 
 runner = CliRunner()
 
