@@ -320,11 +320,11 @@ class ProductModel:
             self._trim(side, changes)
         if not changes:
             side = BID if rng.random() < 0.5 else ASK
-            px = book.best_bid() if side == BID else book.best_ask()
-            assert px is not None
+            touch_px = book.best_bid() if side == BID else book.best_ask()
+            assert touch_px is not None
             new = self.rand_size()
-            book.set(side, px, new)
-            changes.append((side, px, new))
+            book.set(side, touch_px, new)
+            changes.append((side, touch_px, new))
         events = [ModelEvent("l2", self.product, now_ns, changes)]
         if book.top() != before:
             events.append(ModelEvent("ticker", self.product, now_ns))

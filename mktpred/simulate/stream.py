@@ -14,11 +14,10 @@ whole second after the start, candles and ticker_batch updates every 5 s.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 
-from mktpred.simulate.frames import Frame, data_frame, go_time, ts_now
+from mktpred.simulate.frames import Frame, ack_frame, data_frame, go_time, ts_now
 from mktpred.simulate.model import MarketModel, ModelEvent, Renderer
 from mktpred.simulate.oracle import OracleTracker
 
@@ -103,9 +102,7 @@ class ModelStream:
     def ack(self, subs: dict[str, list[str]]) -> Out:
         """The ``subscriptions`` frame listing every current subscription."""
         t = self._tick()
-        events = json.dumps([{"subscriptions": {k: list(v) for k, v in sorted(subs.items())}}],
-                            separators=(",", ":"))
-        return Out(t, "", "", data_frame("subscriptions", ts_now(t), events))
+        return Out(t, "", "", ack_frame(subs, t))
 
     # -- the market ---------------------------------------------------------------------------------
     def peek_ns(self) -> int:
