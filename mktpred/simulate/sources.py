@@ -254,17 +254,19 @@ class LoadSource(ModelSource):
 
 
 class StreamSource:
-    """The model on a simulated clock (:class:`~mktpred.simulate.stream.ModelStream`) from ``start_ns``,
-    paced so that model time advances ``speed`` times as fast as real time (0 = at once) from the
-    first subscribe: the frames are the ones ``--to-raw`` writes for the same seed and start."""
+    """The model on a simulated clock (:class:`~mktpred.simulate.stream.ModelStream`): the connection
+    counts as opened at ``start_ns``, and model time advances ``speed`` times as fast as real time
+    (0 = at once) from the first subscribe.  A client that subscribes like ``collect`` gets the frames
+    that ``--to-raw`` writes for the same seed and start."""
 
     acks = True
 
     def __init__(self, products: list[str], seed: int, depth: int, rate: float, signal: float, start_ns: int,
                  speed: float, subscriptions: dict[str, list[str]]) -> None:
-        from mktpred.simulate.stream import ModelStream, Out
+        from mktpred.simulate.stream import CONNECT_NS, ModelStream, Out
 
-        self.stream = ModelStream(products, seed=seed, depth=depth, rate=rate, signal=signal, start_ns=start_ns)
+        self.stream = ModelStream(products, seed=seed, depth=depth, rate=rate, signal=signal,
+                                  start_ns=start_ns + CONNECT_NS)
         self.speed = speed
         self.subs = subscriptions
         self.mono0 = math.inf

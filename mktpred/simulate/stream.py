@@ -22,7 +22,9 @@ from mktpred.simulate.model import MarketModel, ModelEvent, Renderer
 from mktpred.simulate.oracle import OracleTracker
 
 NS_PER_S = 1_000_000_000
-#: from the start (the subscription answers) to the first market step
+#: from the connection's open (the run's start) to the stream's clock start (the first answer)
+CONNECT_NS = 200_000
+#: from the stream's clock start (the subscription answers) to the first market step
 SETTLE_NS = 250_000_000
 #: between consecutive frames of one step or one subscription answer
 FRAME_GAP_NS = 1_000

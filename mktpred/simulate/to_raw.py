@@ -31,14 +31,12 @@ from mktpred.errors import OutputNotWritable, UsageError
 from mktpred.progress import Progress
 from mktpred.simulate.model import SIGNAL_SLOPE
 from mktpred.simulate.oracle import NS_PER_S, OracleTracker
-from mktpred.simulate.stream import ModelStream
+from mktpred.simulate.stream import CONNECT_NS, ModelStream
 
 #: what the collector subscribes to by default, in its order (heartbeats last, always)
 DEFAULT_CHANNELS = ("level2", "ticker", "market_trades", "heartbeats")
 #: receive time minus the frame's exchange time
 LATENCY_NS = 1_000_000
-#: from the collector's ``open`` record (at the start) to the server's first answer
-CONNECT_NS = 200_000
 ORACLE_FILE = "oracle.json"
 URL = "mktpred-simulate:to-raw"
 WRITE_BYTES = 4 << 20
