@@ -50,7 +50,8 @@ def simulate_command(
     replay: Annotated[Path | None, typer.Option(help="Serve this recording (frames or raw records, "
                                                      ".zst/.gz ok) instead of the model.",
                                                 show_default=False)] = None,
-    speed: Annotated[float, typer.Option(help="Replay speed factor (0 = as fast as possible).")] = 1.0,
+    speed: Annotated[float, typer.Option(help="Replay (or --start clock) speed factor (0 = as fast as "
+                                                "possible).")] = 1.0,
     fault: Annotated[list[str] | None, typer.Option(help="Inject a fault, e.g. drop:after=500 (repeatable; "
                                                          "see README).", show_default=False)] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after S seconds (default: until Ctrl-C).",
@@ -107,6 +108,10 @@ def simulate_command(
         what = (f"replay of {replay} at speed {speed:g}" if replay is not None
                 else f"{', '.join(cfg.products)} at {cfg.rate:g} msg/s" if cfg.rate else
                 f"{', '.join(cfg.products)} as fast as possible")
+        if start is not None and replay is None:
+            what += f" on a simulated clock from {start} (x{speed:g})"
+        if cfg.signal and replay is None:
+            what += f", signal {cfg.signal:g}"
         term.out.print(sim.url, markup=False, highlight=False, soft_wrap=True)
         term.info(f"simulating {what}; faults: {', '.join(map(str, specs)) or 'none'}; Ctrl-C stops")
         deadline = None if duration is None else time.monotonic() + duration

@@ -40,7 +40,8 @@ LATENCY_NS = 1_000_000
 ORACLE_FILE = "oracle.json"
 URL = "mktpred-simulate:to-raw"
 WRITE_BYTES = 4 << 20
-PLANTED_RULE = "P(up) = 1 / (1 + exp(-beta * imb_1)), beta = 4 * signal, imb_1 = (qb - qa) / (qb + qa)"
+PLANTED_RULE = (f"P(up) = 1 / (1 + exp(-beta * imb_1)), beta = {SIGNAL_SLOPE:g} * signal, "
+                "imb_1 = (qb - qa) / (qb + qa)")
 
 
 @dataclass
