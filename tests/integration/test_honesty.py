@@ -76,9 +76,8 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Chain:
 
 def test_zero_signal_no_model_finds_skill(zero: Chain) -> None:
     """With no signal, LightGBM's and the logistic and imbalance baselines' pooled AUC are within 4 SE of
-    0.5, and LightGBM is not better than the prior beyond 4 SE of a difference of two AUCs (sqrt(2) SE:
-    the two errors are at most as large as independent ones here, the prior's coming only from the
-    folds' different base rates)."""
+    0.5, and LightGBM is not better than the prior beyond 4 SE of a difference of two AUCs (sqrt(2) SE,
+    taking their errors as independent: the prior's comes only from the folds' different base rates)."""
     assert zero.n_up > 500 and zero.n_down > 500, (zero.n_up, zero.n_down)
     bound = 4 * zero.se
     for who in ("model", "logistic", "imbalance"):
