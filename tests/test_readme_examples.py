@@ -5,8 +5,8 @@ segment recorded from the simulator), `data/parquet` (that segment converted) an
 `capture.jsonl.zst` (the same recording, for `--replay`).  `mktpred ...` lines run in this process
 through the Typer app; lines with a pipe or another tool run in `bash` with the `mktpred` console
 script first on PATH.  Adapted so the suite stays offline and short: `mktpred simulate` gets a free
-port and `--duration 0.5`, `collect --url ws://127.0.0.1:8765` records an in-process simulator for
-1 s, and `mktpred demo` records for 1 s.  Commands that need Coinbase, a GPU, a Dask cluster, root
+port and `--duration 0.5` (`simulate --to-raw` runs as written: it ends by itself), `collect --url
+ws://127.0.0.1:8765` records an in-process simulator for 1 s, and `mktpred demo` records for 1 s.  Commands that need Coinbase, a GPU, a Dask cluster, root
 or the package index are skipped with their reason; an unknown tool fails the test until it is
 classified below.
 """
@@ -151,6 +151,8 @@ def plan(part: str) -> Plan:
         if not url.startswith("ws://127.0.0.1"):
             return Skip("connects to the real Coinbase WebSocket (network)")
         return InProcess(_set_option(args, "--duration", "1"), env)  # the URL is set when it runs
+    if command == "simulate" and "--to-raw" in args:
+        return InProcess(args, env)  # simulated time at full speed: it ends by itself
     if command == "simulate":
         args = _set_option(args, "--duration", "0.5")
         return InProcess(_set_option(args, "--port", "0") if "--port" in args else args,
@@ -227,7 +229,7 @@ def _run_in_process(step: InProcess, example: Example, monkeypatch: pytest.Monke
     assert result.exit_code == step.expect, (example, result.output)
     if step.expect:
         assert result.stderr.startswith("error: "), (example, result.stderr)
-    if args[0] == "simulate":
+    if args[0] == "simulate" and "--to-raw" not in args:
         assert result.stdout.startswith("ws://127.0.0.1:"), (example, result.output)
 
 

@@ -62,6 +62,15 @@ def data_frame(channel: str, ts: str, events: str) -> Frame:
     return Frame(head, f',"events":{events}}}'.encode(), channel)
 
 
+def ack_frame(subscriptions: dict[str, list[str]], at_ns: int | None = None) -> Frame:
+    """The ``subscriptions`` frame listing every current subscription (stamped now by default)."""
+    import json
+
+    events = json.dumps([{"subscriptions": {k: list(v) for k, v in sorted(subscriptions.items())}}],
+                        separators=(",", ":"))
+    return data_frame("subscriptions", ts_now(at_ns), events)
+
+
 def error_frame(message: str) -> Frame:
     """``{"type":"error","message":...}``: carries no sequence number."""
     import json

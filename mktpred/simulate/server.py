@@ -32,8 +32,8 @@ from websockets.protocol import State
 from mktpred.coinbase import CHANNEL_OF_SUBSCRIPTION
 from mktpred.errors import RuntimeFailure, UsageError
 from mktpred.simulate.faults import FaultEvent, FaultSpec
-from mktpred.simulate.frames import Frame, data_frame, error_frame, ts_now, ws_header
-from mktpred.simulate.sources import LoadSource, ModelSource, ReplaySource, Source
+from mktpred.simulate.frames import Frame, error_frame, ws_header
+from mktpred.simulate.sources import LoadSource, ModelSource, ReplaySource, Source, StreamSource
 
 logger = logging.getLogger("mktpred.simulate")
 
@@ -239,9 +239,7 @@ class _Connection:
 
     # -- control messages -------------------------------------------------------------------------
     def _ack(self) -> Frame:
-        subs = {k: list(v) for k, v in sorted(self.subs.items())}
-        events = json.dumps([{"subscriptions": subs}], separators=(",", ":"))
-        return data_frame("subscriptions", ts_now(), events)
+        return self.source.ack(self.subs)
 
     async def control(self, raw: str | bytes) -> None:
         try:
@@ -351,6 +349,8 @@ class SimulatedExchange:
         port: int = 0,
         record_sent: bool = False,
         subscribe_timeout_s: float = 5.0,
+        signal: float = 0.0,
+        start_ns: int | None = None,
     ) -> None:
         self.products = list(products) if products else list(DEFAULT_PRODUCTS)
         if rate < 0 or not math.isfinite(rate):
@@ -359,6 +359,12 @@ class SimulatedExchange:
             raise UsageError(f"speed must be a number >= 0, got {speed}", where="--speed")
         if depth < 1:
             raise UsageError(f"depth must be >= 1, got {depth}", where="--depth")
+        if signal < 0 or not math.isfinite(signal):
+            raise UsageError(f"signal must be a number >= 0, got {signal}", where="--signal")
+        if start_ns is not None and rate <= 0:
+            raise UsageError("a simulated clock (--start) needs a rate > 0", where="--rate")
+        self.signal = signal
+        self.start_ns = start_ns
         self.rate = rate
         self.seed = seed
         self.depth = depth
@@ -464,8 +470,11 @@ class SimulatedExchange:
     def _new_source(self, subs: dict[str, list[str]]) -> Source:
         if self.replay is not None:
             return ReplaySource(self.replay, self.speed)
+        if self.start_ns is not None:
+            return StreamSource(self.products, self.seed, self.depth, self.rate, self.signal, self.start_ns,
+                                self.speed, subs)
         cls = LoadSource if self.rate == 0 else ModelSource
-        return cls(self.products, self.seed, self.depth, self.rate, subs, self._started_at)
+        return cls(self.products, self.seed, self.depth, self.rate, subs, self._started_at, self.signal)
 
     def _run(self) -> None:
         try:

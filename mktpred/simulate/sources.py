@@ -13,7 +13,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Protocol
 
-from mktpred.simulate.frames import Frame, data_frame, go_time, ts_now
+from mktpred.simulate.frames import Frame, ack_frame, data_frame, go_time, ts_now
 from mktpred.simulate.model import MarketModel, Renderer
 
 #: how far behind schedule a source may fall before it skips ahead instead of bursting
@@ -26,6 +26,7 @@ class Source(Protocol):
     acks: bool
 
     def start(self, now: float) -> None: ...
+    def ack(self, subscriptions: dict[str, list[str]]) -> Frame: ...
     def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]: ...
     def due(self, now: float, limit: int) -> list[Frame]: ...
     def next_due(self) -> float: ...
@@ -45,8 +46,8 @@ class ModelSource:
     acks = True
 
     def __init__(self, products: list[str], seed: int, depth: int, rate: float,
-                 subscriptions: dict[str, list[str]], server_start: float) -> None:
-        self.model = MarketModel(products, seed, depth)
+                 subscriptions: dict[str, list[str]], server_start: float, signal: float = 0.0) -> None:
+        self.model = MarketModel(products, seed, depth, signal=signal)
         self.render = Renderer(self.model)
         self.rate = rate
         self.subs = subscriptions
@@ -72,6 +73,9 @@ class ModelSource:
 
     def close(self) -> None:
         pass
+
+    def ack(self, subscriptions: dict[str, list[str]]) -> Frame:
+        return ack_frame(subscriptions, None)
 
     def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
         r = self.render
@@ -152,8 +156,8 @@ class LoadSource(ModelSource):
     RESTORE_BATCH = 20
 
     def __init__(self, products: list[str], seed: int, depth: int, rate: float,
-                 subscriptions: dict[str, list[str]], server_start: float) -> None:
-        super().__init__(products, seed, depth, rate, subscriptions, server_start)
+                 subscriptions: dict[str, list[str]], server_start: float, signal: float = 0.0) -> None:
+        super().__init__(products, seed, depth, rate, subscriptions, server_start, signal)
         #: (head before the timestamp, head after it, tail, channel) per cycle frame
         self.cycle: list[tuple[bytes, bytes, bytes, str]] = []
         #: the level changes each cycle frame carries: (product, side, price, new size)
@@ -249,6 +253,73 @@ class LoadSource(ModelSource):
     _before: dict[tuple[str, int, int], int] = {}  # noqa: RUF012 - replaced per build
 
 
+class StreamSource:
+    """The model on a simulated clock (:class:`~mktpred.simulate.stream.ModelStream`): the connection
+    counts as opened at ``start_ns``, and model time advances ``speed`` times as fast as real time
+    (0 = at once) from the first subscribe.  A client that subscribes like ``collect`` gets the frames
+    that ``--to-raw`` writes for the same seed and start."""
+
+    acks = True
+
+    def __init__(self, products: list[str], seed: int, depth: int, rate: float, signal: float, start_ns: int,
+                 speed: float, subscriptions: dict[str, list[str]]) -> None:
+        from mktpred.simulate.stream import CONNECT_NS, ModelStream, Out
+
+        self.stream = ModelStream(products, seed=seed, depth=depth, rate=rate, signal=signal,
+                                  start_ns=start_ns + CONNECT_NS)
+        self.speed = speed
+        self.subs = subscriptions
+        self.mono0 = math.inf
+        self.pending: list[Out] = []
+        self.started = False
+
+    def _due_at(self, t_ns: int) -> float:
+        if self.speed <= 0:
+            return self.mono0
+        return self.mono0 + (t_ns - self.stream.t0) / 1e9 / self.speed
+
+    def start(self, now: float) -> None:
+        self.started = True
+        self.mono0 = now
+
+    def rebase(self, now: float) -> None:
+        lag = now - self.next_due()
+        if self.started and self.speed > 0 and lag > 0:
+            self.mono0 += lag  # after a stall: carry on from where the stream was, no burst
+
+    def next_due(self) -> float:
+        if not self.started:
+            return math.inf
+        return self._due_at(self.pending[0].time_ns if self.pending else self.stream.peek_ns())
+
+    def close(self) -> None:
+        pass
+
+    def ack(self, subscriptions: dict[str, list[str]]) -> Frame:
+        return self.stream.ack(subscriptions).frame
+
+    def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
+        return [o.frame for o in self.stream.answer(channel, products, oversize_bytes)]
+
+    def due(self, now: float, limit: int) -> list[Frame]:
+        out: list[Frame] = []
+        if not self.started:
+            return out
+        while len(out) < limit:
+            if not self.pending:
+                if self._due_at(self.stream.peek_ns()) > now:
+                    break
+                self.pending = self.stream.next_batch()
+                self.pending.reverse()  # popped from the end
+            o = self.pending[-1]
+            if self._due_at(o.time_ns) > now:
+                break
+            self.pending.pop()
+            if o.wanted(self.subs):
+                out.append(o.frame)
+        return out
+
+
 class ReplaySource:
     """Frames read from a recording, paced by their original times divided by ``speed``."""
 
@@ -299,6 +370,9 @@ class ReplaySource:
     def close(self) -> None:
         """Close the recording (the connection ended before its end)."""
         self.frames.close()
+
+    def ack(self, subscriptions: dict[str, list[str]]) -> Frame:
+        return ack_frame(subscriptions, None)
 
     def on_subscribe(self, channel: str, products: list[str], oversize_bytes: int = 0) -> list[Frame]:
         return []
