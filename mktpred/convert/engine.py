@@ -1,4 +1,4 @@
-"""The conversion engine interface, engine selection, and the per-segment job API.
+"""The conversion engine interface: what an engine is given and what it must yield.
 
 An engine turns a file of raw-record lines into Arrow tables; everything around it -- reading and
 chunking segments, quarantining bad lines, partitioned atomic Parquet output, CSV export, the
@@ -17,23 +17,20 @@ batch: ``"event"`` for collector event records (the caller builds the ``events``
 line text), anything else is a quarantine reason.  An engine raises :class:`EngineRejected` (or
 any exception) when the input has something it cannot convert -- the caller then finds the bad
 lines in Python and converts the rest.
+
+Engine selection is :mod:`mktpred.convert.factory`, the per-segment job API
+:mod:`mktpred.convert.jobs`, the shared flatten step :mod:`mktpred.convert.flatten`.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
-from mktpred.config import Config
-from mktpred.errors import GPUUnavailable, UsageError
-
-ENGINE_NAMES = ("auto", "cpu", "gpu")
 #: the tables an engine produces (``events`` is built by the caller from event records)
 ENGINE_TABLES = ("l2", "ticker", "trades", "messages")
 EVENT = "event"
@@ -65,109 +62,3 @@ class ConversionEngine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, device memory)."""
-
-
-@dataclass(frozen=True)
-class SegmentJob:
-    """Everything a worker needs to convert one segment (plain data: picklable for Dask)."""
-
-    source: str  #: absolute path of the segment
-    store_root: str  #: the Parquet store
-    engine: str = "cpu"  #: a concrete engine name ("cpu" or "gpu")
-    config: Config = field(default_factory=Config)
-    chunk_bytes: int = 64 * 2**20  #: input bytes per chunk on the careful path
-    csv_dir: str | None = None  #: also write CSV there
-    staging_dir: str | None = None  #: scratch space (default: ``<store>/_staging``)
-
-
-@dataclass
-class SegmentResult:
-    """What converting one segment produced (becomes its manifest entry)."""
-
-    source: str
-    stem: str
-    size: int
-    mtime_ns: int
-    hash: str
-    rows: dict[str, int]
-    lines: int
-    invalid: int
-    truncated: int
-    outputs: list[str]  #: Parquet files, relative to the store root
-    csv_outputs: list[str]
-    engine: str
-    partial: bool
-    seconds: float
-    mode: str  #: "direct" (engine read the file), "chunked", or "careful" (bad lines isolated)
-    invalid_reasons: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class SegmentFailure:
-    """A segment that could not be converted (the others go on)."""
-
-    source: str
-    error: str
-    exit_code: int
-
-
-def _gpu_module() -> Any:
-    try:
-        return importlib.import_module("mktpred.convert.gpu_engine")
-    except ImportError:
-        return None
-
-
-def make_engine(name: str, cfg: Config) -> ConversionEngine:
-    """Instantiate a concrete engine by name (in the process that will use it)."""
-    if name == "cpu":
-        from mktpred.convert.cpu_engine import CpuEngine
-
-        return CpuEngine(threads=cfg.convert.threads)
-    if name == "gpu":
-        mod = _gpu_module()
-        if mod is None:
-            raise GPUUnavailable("GPU engine unavailable: mktpred.convert.gpu_engine is not installed")
-        engine: ConversionEngine = mod.GpuEngine(cfg)
-        return engine
-    raise UsageError(f"unknown engine {name!r} (expected one of {', '.join(ENGINE_NAMES)})", where="--engine")
-
-
-def select_engine(requested: str, cfg: Config) -> tuple[ConversionEngine, str]:
-    """The engine to use for ``requested`` ("auto", "cpu" or "gpu") and a human reason.
-
-    "auto" takes the GPU engine when its module imports and reports no problem, else the CPU
-    engine; "gpu" raises :class:`GPUUnavailable` (exit 3) instead of falling back.
-    """
-    if requested not in ENGINE_NAMES:
-        raise UsageError(f"unknown engine {requested!r} (expected one of {', '.join(ENGINE_NAMES)})",
-                         where="--engine")
-    if requested == "cpu":
-        return make_engine("cpu", cfg), "CPU engine requested"
-    mod = _gpu_module()
-    if mod is None:
-        reason = "the GPU engine is not part of this installation"
-    else:
-        try:
-            reason = mod.gpu_unavailable_reason(cfg)
-        except Exception as exc:  # a broken driver stack must not crash "auto"
-            reason = f"GPU check failed: {exc}"
-    if reason is None:
-        return mod.GpuEngine(cfg), "GPU engine available"
-    if requested == "gpu":
-        raise GPUUnavailable(f"GPU engine unavailable: {reason}")
-    return make_engine("cpu", cfg), f"CPU engine ({reason})"
-
-
-def convert_segment(job: SegmentJob) -> SegmentResult:
-    """Convert one segment into the store (a top-level function: Dask workers call it too).
-
-    Writes the segment's Parquet files (temporary names, renamed into place at the end), its
-    quarantine file and, when asked, its CSV files; the manifest is the driver's business.
-    """
-    from mktpred.convert.segment import run_job
-
-    return run_job(job)

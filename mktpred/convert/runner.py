@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 from mktpred import __version__
 from mktpred.config import Config
-from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, select_engine
+from mktpred.convert.factory import select_engine
+from mktpred.convert.jobs import SegmentFailure, SegmentJob, SegmentResult
 from mktpred.convert.segment import run_job
 from mktpred.convert.segments import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.convert.summary import RunSummary

@@ -16,11 +16,11 @@ import pytest
 import zstandard
 
 from mktpred.config import Config, load_config
-from mktpred.convert.csv_import import run_csv2parquet, stem_for
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import DataError, TooManyInvalidLines, UsageError
+from mktpred.ingest.csv_import import run_csv2parquet, stem_for
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 from mktpred.validate import validate_store
 
 BOOK = """exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount

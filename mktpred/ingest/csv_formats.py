@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mktpred.convert.csv_read import ScanSpec
 from mktpred.errors import DataError, UsageError
+from mktpred.ingest.csv_read import ScanSpec
 from mktpred.store.schemas import REQUIRED_COLUMNS, TABLE_SCHEMAS, TS_NS, TS_US
 
 FORMATS = ("auto", "mktpred", "tardis", "generic")

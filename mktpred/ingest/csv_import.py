@@ -6,7 +6,7 @@
    is written; generic files are sniffed by DuckDB and share one type per column.
 3. *Convert* each file that changed (the manifest entry keyed by the file's absolute path records
    size, mtime, hash and how it was read; ``force`` redoes all): DuckDB streams typed Arrow batches
-   (bounded memory), :mod:`mktpred.convert.csv_formats` maps them to the table, the store writer
+   (bounded memory), :mod:`mktpred.ingest.csv_formats` maps them to the table, the store writer
    writes date partitions atomically, malformed rows go to the quarantine with their line.
 
 Output files are named ``<file name>_<8 hex of its path>.parquet``, so files of the same name in
@@ -31,7 +31,13 @@ import pyarrow.parquet as pq
 
 from mktpred import __version__
 from mktpred.config import Config
-from mktpred.convert.csv_formats import (
+from mktpred.convert.summary import RunSummary
+from mktpred.errors import (
+    DataError,
+    OutputNotWritable,
+    UsageError,
+)
+from mktpred.ingest.csv_formats import (
     FORMATS,
     GENERIC_TYPES,
     CsvLayout,
@@ -44,7 +50,7 @@ from mktpred.convert.csv_formats import (
     recognise,
     sniff,
 )
-from mktpred.convert.csv_read import (
+from mktpred.ingest.csv_read import (
     CSV_SUFFIXES,
     MAX_BAD_ROWS,
     DuckScan,
@@ -54,16 +60,10 @@ from mktpred.convert.csv_read import (
     read_header,
     strip_csv_suffix,
 )
-from mktpred.convert.quarantine import Quarantine
-from mktpred.convert.summary import RunSummary
-from mktpred.errors import (
-    DataError,
-    OutputNotWritable,
-    UsageError,
-)
 from mktpred.progress import Progress, ProgressCallback, no_progress
 from mktpred.store.layout import TMP_SUFFIX, StoreLayout, atomic_replace
 from mktpred.store.manifest import Manifest, SourceEntry, file_hash
+from mktpred.store.quarantine import Quarantine
 from mktpred.store.writer import PartitionedWriter
 
 STAGE = "csv2parquet"
