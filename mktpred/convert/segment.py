@@ -33,16 +33,9 @@ from mktpred.convert.engine import ENGINE_TABLES, EVENT, ConversionEngine, Engin
 from mktpred.convert.factory import make_engine
 from mktpred.convert.jobs import SegmentJob, SegmentResult
 from mktpred.convert.records import BadRecord, check_line, event_row
-from mktpred.convert.segments import (
-    LineChunk,
-    ReadStats,
-    Segment,
-    fetch_lines,
-    hash_and_count,
-    iter_chunks,
-    split_name,
-)
+from mktpred.convert.segments import LineChunk, ReadStats, fetch_lines, hash_and_count, iter_chunks
 from mktpred.errors import DataError, OutputNotWritable, RuntimeFailure, UsageError
+from mktpred.naming import Segment, split_name
 from mktpred.store.quarantine import Quarantine
 from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
