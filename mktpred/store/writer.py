@@ -109,7 +109,8 @@ class _OpenFile:
         self.pending_bytes += data.nbytes
         self.rows += data.num_rows
 
-    def flush(self, compression: str | None, level: int | None, row_group_rows: int) -> None:
+    def flush(self, compression: str | None, level: int | None, row_group_rows: int, exact: bool = False) -> None:
+        """Write what is pending: one row group (``exact``: row groups of at most ``row_group_rows``)."""
         if not self.pending:
             return
         try:
@@ -121,7 +122,7 @@ class _OpenFile:
                                                # page CRCs let `validate` catch flipped bytes that still decode
                                                write_page_checksum=True)
             data = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
-            self.writer.write_table(data, row_group_size=max(row_group_rows, data.num_rows))
+            self.writer.write_table(data, row_group_size=row_group_rows if exact else max(row_group_rows, data.num_rows))
         except OSError as exc:
             raise OutputNotWritable(f"cannot write {self.tmp.name}: {exc.strerror or exc}",
                                     where=str(self.tmp.parent)) from None
@@ -165,7 +166,8 @@ class PartitionedWriter:
 
     def __init__(self, root: Path, stem: str, *, compression: str = "zstd", compression_level: int | None = 3,
                  row_group_rows: int = 1_000_000, row_group_bytes: int = 64 * 2**20, schemas: dict[str, pa.Schema] | None = None,
-                 date_columns: tuple[str, ...] = DATE_COLUMNS, prune: bool = True) -> None:
+                 date_columns: tuple[str, ...] = DATE_COLUMNS, prune: bool = True,
+                 exact_row_groups: bool = False) -> None:
         self.layout = StoreLayout(root)
         self.stem = check_stem(stem)
         self.compression, self.level = _codec(compression, compression_level)
@@ -176,6 +178,8 @@ class PartitionedWriter:
         #: on commit, remove this stem's files in partitions not written this time (a source
         #: re-converted whole); ``False`` for producers that rewrite only some days (book)
         self.prune = prune
+        #: row groups of at most ``row_group_rows`` (else one row group per flush)
+        self.exact_row_groups = exact_row_groups
         self._files: dict[tuple[str, str], _OpenFile] = {}
         self.rows: dict[str, int] = {}
 
@@ -210,7 +214,11 @@ class PartitionedWriter:
             self._flush(f)
 
     def _flush(self, f: _OpenFile) -> None:
-        f.flush(self.compression, self.level, self.row_group_rows)
+        f.flush(self.compression, self.level, self.row_group_rows, self.exact_row_groups)
+
+    def partition_rows(self, table: str) -> dict[str, int]:
+        """Rows written so far into each date partition of ``table``."""
+        return {date: f.rows for (t, date), f in self._files.items() if t == table and f.rows}
 
     # -- finishing -------------------------------------------------------------------------------
     def commit(self) -> list[str]:
@@ -294,13 +302,14 @@ class SingleFileWriter:
         self.rows.clear()
 
 
-def write_parquet_file(table: pa.Table, path: Path, *, compression: str = "zstd") -> Path:
+def write_parquet_file(table: pa.Table, path: Path, *, compression: str = "zstd",
+                       row_group_rows: int | None = None) -> Path:
     """Write one whole table as one Parquet file, atomically (temporary name, fsync, rename)."""
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression=None if compression == "none" else compression,
-                       write_page_checksum=True)
+                       row_group_size=row_group_rows, write_page_checksum=True)
         atomic_replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mktpred.store.layout import StoreLayout
 from mktpred.store.manifest import Manifest, SourceEntry, file_hash
 from mktpred.store.schemas import TABLE_SCHEMAS
+from mktpred.store.writer import write_parquet_file
 
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
@@ -257,9 +257,8 @@ def write_synthetic_store(
                 per_file = max_rows_per_file or chunk.num_rows
                 for k, start in enumerate(range(0, chunk.num_rows, per_file)):
                     path = layout.data_file(table, date, stem, k)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(chunk.slice(start, per_file), path, compression=compression,
-                                   row_group_size=row_group_rows, write_page_checksum=True)
+                    write_parquet_file(chunk.slice(start, per_file), path, compression=compression,
+                                       row_group_rows=row_group_rows)
                     outputs.append(path.relative_to(root).as_posix())
                     result.files.append(path)
             rows[table] = data.num_rows
