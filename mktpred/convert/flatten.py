@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mktpred.coinbase.protocol import AGGRESSOR_OF_TRADE_SIDE
 from mktpred.convert.engine import EngineBatch, EngineRejected
 from mktpred.convert.records import L2_SIDES
-from mktpred.store.schemas import L2, MESSAGES, TICKER, TRADES, TS_NS, TS_US
+from mktpred.store.schemas import L2, MESSAGES, TICKER, TRADES, TS_NS, TS_US, aggressor_column
 
 # ticker output column -> frame key
 _TICKER_MAP = {
@@ -151,7 +152,8 @@ def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]
             cols = {**common, "product_id": _own(_fld(rows, "product_id")), "is_snapshot": is_snap,
                     "trade_id": _own(_fld(rows, "trade_id")), "side": _own(_fld(rows, "side")),
                     "price": _f64(_fld(rows, "price")), "size": _f64(_fld(rows, "size")),
-                    "trade_time": _ts_us(_fld(rows, "time"))}
+                    "trade_time": _ts_us(_fld(rows, "time")),
+                    "aggressor": aggressor_column(_fld(rows, "side"), AGGRESSOR_OF_TRADE_SIDE)}
             out["trades"] = pa.Table.from_pydict(cols, schema=TRADES)
 
     n_events = pc.cast(pc.fill_null(pc.list_value_length(events), 0), pa.int32())

@@ -173,10 +173,12 @@ def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table
         "seq": pa.array(seq[f]), "product_id": _strings(products, prod[f]),
         "is_snapshot": pa.array(np.zeros(len(f), dtype=bool)),
         "trade_id": pa.array(f + 1_000_000).cast(pa.string()),
-        "side": _strings(np.array(["bid", "ask"]), rng.integers(0, 2, len(f))),
+        "side": _strings(np.array(["bid", "ask"]), trade_side := rng.integers(0, 2, len(f))),
         "price": pa.array(np.round(base[prod[f]], 2)),
         "size": pa.array(np.round(rng.exponential(0.1, len(f)) + 1e-8, 8)),
         "trade_time": _ts(t[f] // 1000, "us"),
+        # a trade at the bid was a taker sell, at the ask a taker buy
+        "aggressor": _strings(np.array(["sell", "buy"]), trade_side),
     }, schema=TABLE_SCHEMAS["trades"])
 
     ev_recv = [spec.start_ns - 50_000_000, spec.start_ns - 10_000_000]
