@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 DEFAULT_URL = "wss://advanced-trade-ws.coinbase.com"
@@ -18,6 +19,17 @@ CHANNEL_OF_SUBSCRIPTION: dict[str, str] = {
     "status": "status",
 }
 SUBSCRIBABLE_CHANNELS = tuple(CHANNEL_OF_SUBSCRIPTION)
+
+#: a Coinbase product id: upper-case letters and digits in two to four dash-separated parts
+#: (``BTC-USD``, ``BTC-PERP-INTX``, ``BIT-28JUN24-CDE``).  Product ids name files in the store, so
+#: ``convert`` quarantines a frame whose product id is anything else.
+PRODUCT_ID_RE = re.compile(r"[A-Z0-9]{1,24}(?:-[A-Z0-9]{1,24}){1,3}\Z")
+
+
+def is_product_id(value: object) -> bool:
+    """Whether ``value`` is a string shaped like a Coinbase product id."""
+    return isinstance(value, str) and PRODUCT_ID_RE.match(value) is not None
+
 
 #: ``market_trades.side`` is the *maker's* side: a ``SELL`` trade printed at the ask, so the taker
 #: bought (measured on the real capture: 49 of 50 ``SELL`` at the best ask).  Maps side -> aggressor.

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mktpred.coinbase.protocol import AGGRESSOR_OF_TRADE_SIDE
+from mktpred.coinbase.protocol import AGGRESSOR_OF_TRADE_SIDE, is_product_id
 from mktpred.convert.engine import EngineBatch, EngineRejected
 from mktpred.convert.records import L2_SIDES
 from mktpred.store.schemas import L2, MESSAGES, TICKER, TRADES, TS_NS, TS_US, aggressor_column
@@ -90,6 +90,15 @@ def flatten_frames(b: pa.RecordBatch) -> EngineBatch:
         raise EngineRejected(str(exc).splitlines()[0]) from None
     return EngineBatch(tables, n, special)
 
+def _check_product_ids(table: pa.Table) -> None:
+    """Reject a batch with a product id Coinbase would not send: product ids become file names
+    downstream, so the line is isolated and quarantined (:func:`mktpred.convert.records.check_line`
+    says why)."""
+    bad = [v for v in pc.unique(table.column("product_id")).to_pylist() if v is not None and not is_product_id(v)]
+    if bad:
+        raise EngineRejected(f"product_id is not a Coinbase product id: {bad[0]!r}")
+
+
 def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]:
     n = b.num_rows
     channel = b.column("channel")
@@ -156,6 +165,8 @@ def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]
                     "aggressor": aggressor_column(_fld(rows, "side"), AGGRESSOR_OF_TRADE_SIDE)}
             out["trades"] = pa.Table.from_pydict(cols, schema=TRADES)
 
+    for t in out.values():
+        _check_product_ids(t)
     n_events = pc.cast(pc.fill_null(pc.list_value_length(events), 0), pa.int32())
     msgs = pa.Table.from_pydict({
         "recv_time": _own(recv), "time": time, "conn": _own(conn), "seq": _own(seq),

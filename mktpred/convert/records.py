@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from mktpred.coinbase.protocol import is_product_id
 from mktpred.coinbase.timestamps import parse_rfc3339_ns
 
 #: frame channels that feed a table, and the list inside each event that holds the rows
@@ -76,6 +77,12 @@ def _string(obj: dict[str, Any], key: str, *, required: bool) -> None:
         raise BadRecord(f"{key} is not a string: {v!r}")
 
 
+def _product(obj: dict[str, Any]) -> None:
+    _string(obj, "product_id", required=True)
+    if not is_product_id(obj["product_id"]):
+        raise BadRecord(f"product_id is not a Coinbase product id: {obj['product_id']!r}")
+
+
 def _check_rows(channel: str, event: dict[str, Any]) -> None:
     _, list_key = TABLE_LISTS[channel]
     if event.get("type") not in EVENT_TYPES:
@@ -84,7 +91,7 @@ def _check_rows(channel: str, event: dict[str, Any]) -> None:
     if not isinstance(rows, list):
         raise BadRecord(f"event has no {list_key} list")
     if channel == "l2_data":
-        _string(event, "product_id", required=True)
+        _product(event)
     for row in rows:
         if not isinstance(row, dict):
             raise BadRecord(f"an item of {list_key} is not an object")
@@ -95,14 +102,14 @@ def _check_rows(channel: str, event: dict[str, Any]) -> None:
             _number(row, "new_quantity", required=True)
             _timestamp(row.get("event_time"), "event_time", required=False, zone_optional=True)
         elif channel == "market_trades":
-            _string(row, "product_id", required=True)
+            _product(row)
             _string(row, "side", required=True)
             _string(row, "trade_id", required=False)
             _number(row, "price", required=True)
             _number(row, "size", required=True)
             _timestamp(row.get("time"), "trade time", required=False, zone_optional=True)
         else:
-            _string(row, "product_id", required=True)
+            _product(row)
             _number(row, "price", required=True)
             for key in ("volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
                         "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity",
