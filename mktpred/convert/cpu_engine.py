@@ -15,22 +15,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from mktpred.coinbase.protocol import (
+    FRAME_CHANNEL,
+    FRAME_EVENTS,
+    FRAME_FIELDS,
+    FRAME_SEQUENCE,
+    FRAME_TIMESTAMP,
+    FRAME_TYPE,
+    TABLE_LISTS,
+)
 from mktpred.convert.engine import EVENT, ConversionEngine, EngineBatch, EngineRejected
 from mktpred.convert.flatten import flatten_frames
-from mktpred.convert.records import RAW_REASON, TABLE_LISTS
+from mktpred.convert.records import RAW_REASON
 
-_UPDATE = "STRUCT(side VARCHAR, event_time TIMESTAMPTZ, price_level DOUBLE, new_quantity DOUBLE)[]"
-_TICKER_NUMBERS = ("price", "volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
-                   "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
-_TICKER = "STRUCT(product_id VARCHAR, " + ", ".join(f"{f} DOUBLE" for f in _TICKER_NUMBERS) + ")[]"
-_TRADE = "STRUCT(product_id VARCHAR, trade_id VARCHAR, price DOUBLE, size DOUBLE, time TIMESTAMPTZ, side VARCHAR)[]"
-_EVENTS = f"STRUCT(type VARCHAR, product_id VARCHAR, updates {_UPDATE}, tickers {_TICKER}, trades {_TRADE})[]"
-_FRAME_FIELDS = {"channel": "VARCHAR", "timestamp": "VARCHAR", "sequence_num": "BIGINT", "type": "VARCHAR",
-                 "events": _EVENTS}
+_DUCK_OF_KIND = {"str": "VARCHAR", "int": "BIGINT", "num": "DOUBLE", "time": "TIMESTAMPTZ"}
+
+
+def _duck_type(kind: str | dict[str, Any]) -> str:
+    """DuckDB's type for a kind of :data:`mktpred.coinbase.protocol.FRAME_FIELDS` (a dict: a list of
+    structs).  Numbers and times are parsed by DuckDB's reader while it parses (see the docstring)."""
+    if isinstance(kind, str):
+        return _DUCK_OF_KIND[kind]
+    return "STRUCT(" + ", ".join(f"{k} {_duck_type(v)}" for k, v in kind.items()) + ")[]"
+
+
+_FRAME_FIELDS = {k: _duck_type(v) for k, v in FRAME_FIELDS.items()}
 _FRAME = "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _FRAME_FIELDS.items()) + ")"
 #: every key the engine reads; unknown keys are ignored
 COLUMNS: dict[str, str] = {"recv_ns": "BIGINT", "conn": "VARCHAR", "event": "VARCHAR", "raw": "VARCHAR",
@@ -55,10 +69,10 @@ def _sql(path: Path, compression: str | None) -> str:
           END AS special
         FROM (
           SELECT recv_ns, conn, event, raw,
-            coalesce(msg.channel, msg.type, channel, type) AS channel,
-            coalesce(msg.timestamp, "timestamp") AS ts,
-            coalesce(msg.sequence_num, sequence_num) AS seq,
-            coalesce(msg.events, events) AS events
+            coalesce(msg.{FRAME_CHANNEL}, msg.{FRAME_TYPE}, {FRAME_CHANNEL}, {FRAME_TYPE}) AS channel,
+            coalesce(msg."{FRAME_TIMESTAMP}", "{FRAME_TIMESTAMP}") AS ts,
+            coalesce(msg.{FRAME_SEQUENCE}, {FRAME_SEQUENCE}) AS seq,
+            coalesce(msg.{FRAME_EVENTS}, {FRAME_EVENTS}) AS events
           FROM read_json('{src}', format='newline_delimited', columns={cols},
                          maximum_object_size={MAX_OBJECT_BYTES}{comp})
         )"""

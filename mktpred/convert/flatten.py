@@ -11,18 +11,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mktpred.coinbase.protocol import AGGRESSOR_OF_TRADE_SIDE, is_product_id
+from mktpred.coinbase.protocol import (
+    AGGRESSOR_OF_TRADE_SIDE,
+    EVENT_TYPES,
+    L2_SIDE_OF,
+    L2_SIDES,
+    SNAPSHOT,
+    TABLE_LISTS,
+    TICKER_COLUMNS,
+    is_product_id,
+)
 from mktpred.convert.engine import EngineBatch, EngineRejected
-from mktpred.convert.records import L2_SIDES
 from mktpred.store.schemas import L2, MESSAGES, TICKER, TRADES, TS_NS, TS_US, aggressor_column
 
-# ticker output column -> frame key
-_TICKER_MAP = {
-    "price": "price", "volume_24h": "volume_24_h", "low_24h": "low_24_h", "high_24h": "high_24_h",
-    "low_52w": "low_52_w", "high_52w": "high_52_w", "price_pct_chg_24h": "price_percent_chg_24_h",
-    "best_bid": "best_bid", "best_bid_size": "best_bid_quantity", "best_ask": "best_ask",
-    "best_ask_size": "best_ask_quantity",
-}
+#: the tables built from events, each with its channels and the list holding its rows
+_EXPLODED = tuple((table, tuple(ch for ch, (t, _) in TABLE_LISTS.items() if t == table), key)
+                  for table, key in dict(TABLE_LISTS.values()).items())
 
 
 def _fld(rows: pa.StructArray, name: str) -> pa.Array:
@@ -90,6 +94,15 @@ def flatten_frames(b: pa.RecordBatch) -> EngineBatch:
         raise EngineRejected(str(exc).splitlines()[0]) from None
     return EngineBatch(tables, n, special)
 
+def _l2_side(side: pa.Array) -> pa.Array:
+    """Coinbase's level2 side in the store's words (``offer`` -> ``ask``)."""
+    out = side
+    for theirs, ours in L2_SIDE_OF.items():
+        if theirs != ours:
+            out = pc.if_else(pc.equal(out, theirs), ours, out)
+    return out
+
+
 def _check_product_ids(table: pa.Table) -> None:
     """Reject a batch with a product id Coinbase would not send: product ids become file names
     downstream, so the line is isolated and quarantined (:func:`mktpred.convert.records.check_line`
@@ -109,13 +122,11 @@ def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]
     events: pa.ListArray = b.column("events")
     ev = events.flatten()
     ev_frame = pc.list_parent_indices(events).to_numpy()
-    ev_type = pc.struct_field(ev, "type")
+    ev_type = pc.struct_field(ev, "type")  # an event's own keys: see coinbase.protocol.EVENT_FIELDS
 
     out: dict[str, pa.Table] = {}
     counts = np.zeros(n, dtype=np.int64)
-    for table, channels, key in (("l2", ("l2_data",), "updates"),
-                                 ("ticker", ("ticker", "ticker_batch"), "tickers"),
-                                 ("trades", ("market_trades",), "trades")):
+    for table, channels, key in _EXPLODED:
         frame_sel = pc.is_in(channel, pa.array(channels))
         if ok_frame is not None:
             frame_sel = pc.and_(frame_sel, ok_frame)
@@ -134,7 +145,7 @@ def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]
             "conn": conn.take(fidx),
             "seq": seq.take(fidx),
         }
-        is_snap = pc.equal(ev_type.take(eidx), "snapshot")
+        is_snap = pc.equal(ev_type.take(eidx), SNAPSHOT)
         rows = x.rows
         if table == "l2":
             side = _fld(rows, "side")
@@ -147,14 +158,14 @@ def _tables(b: pa.RecordBatch, ok_frame: pa.Array | None) -> dict[str, pa.Table]
                 "conn": common["conn"], "seq": common["seq"],
                 "product_id": pc.struct_field(ev, "product_id").take(eidx),
                 "is_snapshot": is_snap,
-                "side": pc.if_else(pc.equal(side, "offer"), "ask", side),
+                "side": _l2_side(side),
                 "price": _f64(_fld(rows, "price_level")),
                 "size": _f64(_fld(rows, "new_quantity")),
             }
             out["l2"] = pa.Table.from_pydict(cols, schema=L2)
         elif table == "ticker":
             cols = {**common, "product_id": _own(_fld(rows, "product_id")), "is_snapshot": is_snap}
-            for col, key2 in _TICKER_MAP.items():
+            for key2, col in TICKER_COLUMNS.items():
                 cols[col] = _f64(_fld(rows, key2))
             out["ticker"] = pa.Table.from_pydict(cols, schema=TICKER)
         else:
@@ -187,7 +198,7 @@ def _explode(ev: pa.StructArray, ev_frame: np.ndarray, ev_type: pa.Array, frame_
     sel_arr = pa.array(ev_sel)
     if pc.any(pc.and_(sel_arr, lists.is_null())).as_py():
         raise EngineRejected(f"an event has no {key} list")
-    types_ok = pc.is_in(ev_type.filter(sel_arr), pa.array(["snapshot", "update"]))
+    types_ok = pc.is_in(ev_type.filter(sel_arr), pa.array(list(EVENT_TYPES)))
     if not pc.all(pc.fill_null(types_ok, False)).as_py():
         raise EngineRejected("event type is not snapshot or update")
     rows = lists.flatten()
