@@ -13,20 +13,8 @@ from typing import Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, TerminalLogHandler
 from mktpred.config import load_config
-
-
-class _TerminalHandler(logging.Handler):
-    """Shows the simulator's log records (connections, faults) through the Terminal."""
-
-    def __init__(self, term: Terminal) -> None:
-        super().__init__(logging.INFO)
-        self.term = term
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        (self.term.warn if record.levelno >= logging.WARNING else self.term.info)(message)
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
@@ -70,7 +58,7 @@ def simulate_command(
                             replay=replay, speed=speed, host=cfg.host, port=cfg.port)
     term = Terminal()
     log = logging.getLogger("mktpred.simulate")
-    handler = _TerminalHandler(term)
+    handler = TerminalLogHandler(term)
     log.addHandler(handler)
     old_level = log.level
     log.setLevel(logging.INFO)
