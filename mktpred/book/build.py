@@ -241,6 +241,7 @@ def build_book(parquet_dir: str | Path, *, depth: int = 10, interval_ns: int | N
             raise
         _record(store, session, pb, stats, rows, todo, prints)
         pb.seconds = time.monotonic() - p0
+    session.close()
     result.elapsed_s = time.monotonic() - t0
     return result
 

@@ -145,6 +145,7 @@ def run_convert(
     summary = ConvertSummary(str(raw_dir), str(root), eng.name, reason, segments_found=len(segments),
                              csv_dir=str(csv_dir) if csv_dir else None, notes=notes)
     sched = scheduler if scheduler is not None else cfg.convert.scheduler
+    session: StoreSession | None = None
     try:
         session = StoreSession.open(root)
         todo = [s for s in segments if force or not _up_to_date(session, s, csv_dir)]
@@ -185,6 +186,8 @@ def run_convert(
                 done(outcome, seg.size)
     finally:
         eng.close()
+        if session is not None:
+            session.close()
         try:
             (root / STAGING_DIR).rmdir()  # only when empty: per-segment folders remove themselves
         except OSError:

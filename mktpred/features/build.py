@@ -181,5 +181,6 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
                 pf.invalid_rows += n - int(pc.sum(part.column("valid")).as_py() or 0)
         pf.seconds = time.monotonic() - p0
         progress(Progress("features", i + 1, len(chosen), rows=result.rows, current=product))
+    session.close()
     result.elapsed_s = time.monotonic() - t0
     return result

@@ -402,27 +402,30 @@ def run_csv2parquet(
     summary = Csv2ParquetSummary([str(i) for i in inputs], str(root), fmt, files_found=len(paths),
                                  failures=failures)
     session = StoreSession.open(root)
-    todo = [p for p in plans if force or not session.unchanged(
-        p.path, size=p.size, mtime_ns=p.mtime_ns, kind="csv", csv_format=p.layout.key)]
-    summary.skipped = len(plans) - len(todo)
-    total_bytes = sum(p.size for p in todo)
-    done = {"files": 0, "bytes": 0, "rows": 0}
-    progress(Progress(STAGE, 0, len(todo), 0, total_bytes, 0))
-    for plan in todo:
-        def on_progress(nbytes: int, nrows: int, _name: str = plan.path.name) -> None:
-            progress(Progress(STAGE, done["files"], len(todo), done["bytes"] + nbytes, total_bytes,
-                              done["rows"] + nrows, _name))
-        try:
-            result = convert_file(plan, root, WriteSettings.from_config(cfg), on_progress=on_progress, clock=clock)
-        except DataError as exc:
-            summary.failures.append(CsvFileFailure(str(plan.path), exc.message, exc.exit_code))
-        else:
-            session.commit(_entry(result))
-            summary.files.append(result)
-            done["rows"] += sum(result.rows.values())
-        done["files"] += 1
-        done["bytes"] += plan.size
-        progress(Progress(STAGE, done["files"], len(todo), done["bytes"], total_bytes, done["rows"], plan.path.name))
+    try:
+        todo = [p for p in plans if force or not session.unchanged(
+            p.path, size=p.size, mtime_ns=p.mtime_ns, kind="csv", csv_format=p.layout.key)]
+        summary.skipped = len(plans) - len(todo)
+        total_bytes = sum(p.size for p in todo)
+        done = {"files": 0, "bytes": 0, "rows": 0}
+        progress(Progress(STAGE, 0, len(todo), 0, total_bytes, 0))
+        for plan in todo:
+            def on_progress(nbytes: int, nrows: int, _name: str = plan.path.name) -> None:
+                progress(Progress(STAGE, done["files"], len(todo), done["bytes"] + nbytes, total_bytes,
+                                  done["rows"] + nrows, _name))
+            try:
+                result = convert_file(plan, root, WriteSettings.from_config(cfg), on_progress=on_progress, clock=clock)
+            except DataError as exc:
+                summary.failures.append(CsvFileFailure(str(plan.path), exc.message, exc.exit_code))
+            else:
+                session.commit(_entry(result))
+                summary.files.append(result)
+                done["rows"] += sum(result.rows.values())
+            done["files"] += 1
+            done["bytes"] += plan.size
+            progress(Progress(STAGE, done["files"], len(todo), done["bytes"], total_bytes, done["rows"], plan.path.name))
+    finally:
+        session.close()
 
     counts: Counter[str] = Counter()
     for r in summary.files:

@@ -4,20 +4,30 @@ Every producer (``convert``, ``csv2parquet``, ``book``, ``features``, and this w
 does the same around its writers (:mod:`mktpred.store.writer`), so it is done once, here:
 
 1. :meth:`StoreSession.open` probes that the store is writable (:class:`OutputNotWritable`
-   otherwise) and sweeps what an interrupted run of *any* producer left (:func:`sweep_leftovers`);
+   otherwise) and sweeps what an interrupted run of *any* producer left (:func:`sweep_leftovers`)
+   -- only when no other run is writing the store: every session holds a shared ``flock`` on
+   ``<store>/.mktpred-run.lock`` while it lives, and sweeps only if it could take it exclusively
+   first, so ``book`` started while ``convert`` runs never removes convert's files in flight;
 2. :meth:`StoreSession.unchanged` says whether a source is up to date against the manifest (same
    size and mtime -- or, for derived tables, the same fingerprint -- and every output present);
 3. :meth:`StoreSession.commit` records one source: removes the outputs its previous entry listed
    and the new one does not, drops the entries it replaces, and saves the manifest -- after each
-   source, so a crash loses at most the source in flight.
+   source, so a crash loses at most the source in flight.  It re-reads the manifest under an
+   exclusive lock first, so two producers committing to one store keep each other's entries.
+
+Close a session (or use it as a context manager) when the run ends; the locks go with the process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
+from typing import IO
 
 from mktpred import __version__
 from mktpred.errors import OutputNotWritable
@@ -25,6 +35,18 @@ from mktpred.store.layout import MANIFEST_NAME, STAGING_DIR, TMP_SUFFIX, StoreLa
 from mktpred.store.manifest import Manifest, SourceEntry
 
 _PROBE = f".mktpred-write-test{TMP_SUFFIX}"
+#: held shared by every live session; the sweep needs it exclusively
+RUN_LOCK = ".mktpred-run.lock"
+#: held exclusively while the manifest is re-read, changed and saved
+MANIFEST_LOCK = ".mktpred-manifest.lock"
+
+
+def _open_lock(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "ab")
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot open the store's lock file: {exc.strerror or exc}", where=str(path)) \
+            from None
 
 
 def ensure_writable(root: Path) -> None:
@@ -73,18 +95,48 @@ def now_utc() -> str:
 class StoreSession:
     """The manifest of one store, held by one producer for one run (see the module docstring)."""
 
-    def __init__(self, root: Path, manifest: Manifest) -> None:
+    def __init__(self, root: Path, manifest: Manifest, run_lock: IO[bytes] | None = None) -> None:
         self.root = root
         self.manifest = manifest
+        self._run_lock = run_lock
+        # a session dropped without close() (an exception in its producer) still lets go of the lock
+        self._finalizer = weakref.finalize(self, run_lock.close) if run_lock is not None else None
+        #: whether :meth:`open` swept (False: another run was writing the store)
+        self.swept = False
 
     @classmethod
     def open(cls, root: str | Path, *, sweep: bool = True) -> StoreSession:
-        """Probe, sweep (unless ``sweep=False``) and load the manifest of the store at ``root``."""
+        """Probe, sweep (unless ``sweep=False``, or another run is writing the store) and load the
+        manifest of the store at ``root``."""
         path = Path(root)
         ensure_writable(path)
-        if sweep:
-            sweep_leftovers(path)
-        return cls(path, Manifest.load(path))
+        lock = _open_lock(path / RUN_LOCK)
+        swept = False
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another run is live: its temporary files are not leftovers
+        else:
+            if sweep:
+                sweep_leftovers(path)
+                swept = True
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        session = cls(path, Manifest.load(path), lock)
+        session.swept = swept
+        return session
+
+    def close(self) -> None:
+        """End the run: other runs may sweep again."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._run_lock = None
+
+    def __enter__(self) -> StoreSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def entry(self, source: str | Path) -> SourceEntry | None:
         """The entry of a source: a file (found by path, or a moved raw segment by name) or a key."""
@@ -123,6 +175,15 @@ class StoreSession:
             entry.mktpred_version = __version__
         if not entry.converted_at:
             entry.converted_at = now_utc()
+        lock = _open_lock(self.root / MANIFEST_LOCK)
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self.manifest = Manifest.load(self.root)  # what other producers committed meanwhile
+            self._commit(entry, replaces)
+        finally:
+            lock.close()
+
+    def _commit(self, entry: SourceEntry, replaces: Iterable[str]) -> None:
         old = self.manifest.entries.get(entry.source)
         if old is not None:
             keep = set(entry.outputs)
@@ -137,10 +198,9 @@ class StoreSession:
             if key != entry.source:
                 self.manifest.entries.pop(key, None)
         self.manifest.put(entry)
-        self.save()
+        self._save()
 
-    def save(self) -> None:
-        """Save the manifest now (atomic)."""
+    def _save(self) -> None:
         try:
             self.manifest.save(self.root)
         except OSError as exc:

@@ -80,7 +80,7 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
 def check_stem(stem: str) -> str:
     """``stem`` if it is one file-name part that stays in its folder, else ``ValueError`` (names
     taken from data go through :func:`mktpred.naming.safe_name` first)."""
-    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem or "\0" in stem:
+    if stem in ("", ".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
         raise ValueError(f"not a safe output file stem: {stem!r}")
     return stem
 

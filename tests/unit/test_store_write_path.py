@@ -82,6 +82,7 @@ def test_sweep_removes_every_leftover_any_producer_leaves(tmp_path: Path) -> Non
     a half-saved manifest and the probe are swept; committed files and other producers' files stay."""
     root = tmp_path / "store"
     session = StoreSession.open(root)
+    session.close()
     done = PartitionedWriter(root, "kept")
     done.write("trades", pa.Table.from_pylist([_trade()], schema=TABLE_SCHEMAS["trades"]))
     kept = done.commit()
@@ -148,6 +149,7 @@ def test_commit_removes_outputs_the_new_entry_no_longer_lists(tmp_path: Path) ->
     """Re-committing a source that now writes fewer files removes the files it no longer owns."""
     root = tmp_path / "store"
     session = StoreSession.open(root)
+    session.close()  # closing ends the run; committing still works
     a, b = root / "t" / "a.parquet", root / "t" / "b.parquet"
     for p in (a, b):
         write_parquet_file(pa.table({"x": [1]}), p)
@@ -189,8 +191,8 @@ def test_safe_name_rejects_empty_and_too_long() -> None:
 
 
 def test_writers_refuse_a_stem_that_leaves_the_folder(tmp_path: Path) -> None:
-    """A stem with a separator or a leading dot is a programming error, caught before any write."""
-    for stem in ("../x", "a/b", ".x", ""):
+    """A stem with a separator (or ``..``) is a programming error, caught before any write."""
+    for stem in ("../x", "a/b", "..", "a\\b", ""):
         with pytest.raises(ValueError, match="not a safe output file stem"):
             PartitionedWriter(tmp_path, stem)
         with pytest.raises(ValueError, match="not a safe output file stem"):
@@ -263,3 +265,22 @@ def test_old_mktpred_trades_csv_without_aggressor_is_filled_from_side(tmp_path: 
     assert summary.files[0].csv_format == "mktpred:trades"
     [row] = [r for f in store.glob("trades/*/*.parquet") for r in pq.read_table(f).to_pylist()]
     assert (row["side"], row["aggressor"], row["price"]) == ("SELL", "buy", 100.5)
+
+
+def test_no_sweep_while_another_run_writes_and_commits_merge(tmp_path: Path) -> None:
+    """A second producer started during a run leaves the first one's temporary files alone, and
+    both producers' manifest entries survive their interleaved commits."""
+    root = tmp_path / "store"
+    first = StoreSession.open(root)
+    in_flight = root / "l2" / "date=2026-08-09" / "seg.parquet.tmp"
+    in_flight.parent.mkdir(parents=True)
+    in_flight.write_bytes(b"PAR1")
+    second = StoreSession.open(root)
+    assert not second.swept and in_flight.is_file()
+    first.commit(SourceEntry(source="raw-a", kind="raw", size=1, mtime_ns=1, hash="a"))
+    second.commit(SourceEntry(source="book:BTC-USD:2026-08-09", kind="book", size=1, mtime_ns=1, hash="b"))
+    assert sorted(Manifest.load(root).entries) == ["book:BTC-USD:2026-08-09", "raw-a"]
+    first.close()
+    second.close()
+    with StoreSession.open(root) as third:
+        assert third.swept and not in_flight.exists()
