@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _common import run_mktpred_json
 
-from mktpred.convert.synth import ensure_segment
+from mktpred.testing.raw import ensure_segment
 
 
 def run_once(raw: Path, store: Path, engine: str, threads: int) -> dict[str, float]:

@@ -4,7 +4,7 @@
                                              [--threads 2] [--repeat 1] [--regen]
 
 The store is written (once, then cached) per the contract straight to Parquet by
-``mktpred.validate.synthetic``: two products, 42 frames/s on one connection per UTC day (the real
+``mktpred.testing.store``: two products, 42 frames/s on one connection per UTC day (the real
 feed's rate), 5 level2 rows per level2 frame, ticker, trades, a heartbeat a second, the
 collector's events and a manifest; zstd, 1M-row row groups, page checksums on.  Then
 ``validate_store`` runs over it (every check, in this process) and the script prints rows, files,
@@ -19,8 +19,8 @@ import shutil
 import time
 from pathlib import Path
 
+from mktpred.testing.store import NS_PER_S, ConnSpec, write_synthetic_store
 from mktpred.validate import validate_store
-from mktpred.validate.synthetic import NS_PER_S, ConnSpec, write_synthetic_store
 
 DAY0 = 1763683200 * NS_PER_S  # 2025-11-21T00:00:00Z
 ROWS_PER_DAY_AT_42 = 86_398 * 42 * 5.1  # measured: ~5.1 rows (all tables) per frame

@@ -5,7 +5,7 @@
 Writes ``OUT_DIR/coinbase_20260809T210548Z.jsonl`` (one segment): subscription acks, level2
 snapshots of ``2 x snapshot-levels`` levels per product at every (re)connect, then a mix of small
 level2 updates (~78% of frames), tickers, trades, candles and heartbeats, wrapped as mktpred raw
-records (``--bare``: Coinbase frames as received).  See ``mktpred.convert.synth``.
+records (``--bare``: Coinbase frames as received).  See ``mktpred.testing.raw``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mktpred.convert.synth import ensure_segment
+from mktpred.testing.raw import ensure_segment
 
 
 def main() -> None:

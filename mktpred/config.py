@@ -26,9 +26,6 @@ DEFAULT_FILE = "mktpred.toml"
 ENV_FILE = "MKTPRED_CONFIG"
 ENV_PREFIX = "MKTPRED_"
 
-Check = tuple[Callable[[Any], bool], str]
-
-
 def _spec(default: Any, expect: str, check: Callable[[Any], bool] | None = None, help: str = "") -> Any:
     """A config field with a default, a human description of valid values and a validator."""
     meta = {"expect": expect, "check": check, "help": help}

@@ -42,7 +42,6 @@ MIN_FAULT_SECONDS = 6.0
 #: would not fit in a 15 s run); the injected stall is longer
 STALL_TIMEOUT_S = 2.0
 STALL_S = 3.0
-STAGES = ("simulate", "collect", "convert", "validate")
 
 
 class DemoObserver:

@@ -12,8 +12,7 @@ Every error that mktpred raises on purpose derives from :class:`MktpredError`::
     │   ├── GPUUnavailable           exit 3  --engine gpu asked for, no usable GPU
     │   ├── EngineFailed             exit 3  the engine itself failed on a file (a CUDA error): that segment fails
     │   ├── OutputNotWritable        exit 3  disk full, permission denied, ...
-    │   ├── CollectorGaveUp          exit 3  --max-reconnects exhausted
-    │   └── NotImplementedYet        exit 3  a command whose issue has not landed
+    │   └── CollectorGaveUp          exit 3  --max-reconnects exhausted
     └── Interrupted                  exit 130
 
 The CLI prints ``error: <message> (<where>)`` on stderr and exits with ``exit_code``.
@@ -87,10 +86,6 @@ class OutputNotWritable(RuntimeFailure):
 
 class CollectorGaveUp(RuntimeFailure):
     """The collector exhausted ``--max-reconnects``."""
-
-
-class NotImplementedYet(RuntimeFailure):
-    """A command whose implementation has not landed yet."""
 
 
 class Interrupted(MktpredError):

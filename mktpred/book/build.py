@@ -14,7 +14,6 @@ connections that were open then; earlier days are left alone.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,19 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from mktpred import __version__
 from mktpred.book.gaps import GapIndex, load_conn_spans, load_gaps
 from mktpred.book.replay import Replayer, ReplayStats
 from mktpred.book.table import BOOK_TABLE, MAX_DEPTH, BookChunk, book_schema, format_duration
-from mktpred.coinbase.timestamps import NS_PER_S, format_iso_ns, utc_date
-from mktpred.errors import OutputNotWritable, UsageError
+from mktpred.coinbase.timestamps import format_iso_ns
+from mktpred.errors import UsageError
+from mktpred.naming import safe_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.layout import TMP_SUFFIX, atomic_replace
-from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.store.manifest import SourceEntry
 from mktpred.store.reader import Store, TimeLike, day_bounds, open_store, to_ns
+from mktpred.store.session import StoreSession
+from mktpred.store.writer import PartitionedWriter
 
 ROW_GROUP = 65_536  #: book rows per Parquet row group
 BOOK_FORMAT = 1  #: bump when the engine's output changes meaning (forces a rebuild)
@@ -115,67 +113,36 @@ def manifest_key(product: str, date: str) -> str:
     return f"book:{product}:{date}"
 
 
+def book_stem(product: str) -> str:
+    """The file stem of a product's book files: the product id made safe (:func:`safe_name`)."""
+    return safe_name(product)
+
+
 def book_file(store: Store, product: str, date: str) -> Path:
-    return store.layout.partition_dir(BOOK_TABLE, date) / f"{product}.parquet"
+    return store.layout.partition_dir(BOOK_TABLE, date) / f"{book_stem(product)}.parquet"
 
 
 class _DayWriter:
-    """Splits a product's chunks by UTC day and streams each day into its own temporary file."""
+    """The replayer's sink: each chunk of a product's snapshots goes to the store's partitioned
+    writer, which splits it by UTC day into ``book/date=D/<product>.parquet``."""
 
     def __init__(self, store: Store, product: str, depth: int, compression: str, level: int | None) -> None:
-        self.store = store
-        self.product = product
-        self.schema = book_schema(depth)
-        self.compression = compression
-        self.level = level
-        self.writers: dict[str, pq.ParquetWriter] = {}
-        self.rows: dict[str, int] = {}
-        self.pending: dict[str, list[pa.Table]] = {}  #: buffered up to ROW_GROUP rows per day
+        # Only the days being rebuilt are written: earlier days' files of the product stay.
+        self.writer = PartitionedWriter(store.root, book_stem(product), compression=compression,
+                                        compression_level=level, row_group_rows=ROW_GROUP,
+                                        schemas={BOOK_TABLE: book_schema(depth)}, date_columns=("time",),
+                                        prune=False, exact_row_groups=True)
 
     def __call__(self, chunk: BookChunk) -> None:
-        days = chunk.time // (86_400 * NS_PER_S)
-        cut = [0, *(i + 1 for i in (days[1:] != days[:-1]).nonzero()[0].tolist()), len(chunk)]
-        for a, b in itertools.pairwise(cut):
-            part = chunk.slice(a, b)
-            date = utc_date(int(part.time[0]))
-            w = self.writers.get(date)
-            if w is None:
-                final = book_file(self.store, self.product, date)
-                try:
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    w = pq.ParquetWriter(str(final) + TMP_SUFFIX, self.schema, compression=self.compression,
-                                         compression_level=self.level, write_page_checksum=True)
-                except OSError as exc:
-                    raise OutputNotWritable(f"cannot write the book table: {exc.strerror}",
-                                            where=str(final.parent)) from None
-                self.writers[date] = w
-                self.rows[date] = 0
-            buf = self.pending.setdefault(date, [])
-            buf.append(part.to_arrow())
-            self.rows[date] += b - a
-            if sum(t.num_rows for t in buf) >= ROW_GROUP:
-                self._write(date)
-
-    def _write(self, date: str) -> None:
-        buf = self.pending.pop(date, [])
-        if buf:
-            self.writers[date].write_table(pa.concat_tables(buf), row_group_size=ROW_GROUP)
+        self.writer.write(BOOK_TABLE, chunk.to_arrow())
 
     def close(self) -> dict[str, int]:
-        for date, w in self.writers.items():
-            self._write(date)
-            w.close()
-            final = book_file(self.store, self.product, date)
-            atomic_replace(Path(str(final) + TMP_SUFFIX), final)
-        self.writers = {}
-        return self.rows
+        rows = self.writer.partition_rows(BOOK_TABLE)
+        self.writer.commit()
+        return rows
 
     def abort(self) -> None:
-        self.pending = {}
-        for date, w in self.writers.items():
-            w.close()
-            Path(str(book_file(self.store, self.product, date)) + TMP_SUFFIX).unlink(missing_ok=True)
-        self.writers = {}
+        self.writer.abort()
 
 
 def _fingerprints(store: Store, options: dict[str, Any]) -> dict[str, tuple[str, int, int]]:
@@ -224,11 +191,11 @@ def build_book(parquet_dir: str | Path, *, depth: int = 10, interval_ns: int | N
     options = {"format": BOOK_FORMAT, "depth": depth, "interval": interval, "start": lo, "end": hi}
     prints = _fingerprints(store, options)
     dates = store.dates("l2", lo, hi)
-    manifest = Manifest.load(store.root)
+    session = StoreSession.open(store.root)
     result = BookResult(store.root, depth, interval, [])
     plans: list[tuple[str, list[str]]] = []
     for product in chosen:
-        todo = [d for d in dates if force or _stale(store, manifest, product, d, prints[d][0])]
+        todo = [d for d in dates if force or not session.unchanged(manifest_key(product, d), fingerprint=prints[d][0])]
         if todo:
             todo = [d for d in dates if d >= todo[0]]
         plans.append((product, todo))
@@ -272,21 +239,14 @@ def build_book(parquet_dir: str | Path, *, depth: int = 10, interval_ns: int | N
         except BaseException:
             writer.abort()
             raise
-        _record(store, manifest, pb, stats, rows, todo, prints)
+        _record(store, session, pb, stats, rows, todo, prints)
         pb.seconds = time.monotonic() - p0
-        manifest.save(store.root)
+    session.close()
     result.elapsed_s = time.monotonic() - t0
     return result
 
 
-def _stale(store: Store, manifest: Manifest, product: str, date: str, fingerprint: str) -> bool:
-    entry = manifest.entries.get(manifest_key(product, date))
-    if entry is None or entry.hash != fingerprint:
-        return True
-    return any(not (store.root / o).is_file() for o in entry.outputs)
-
-
-def _record(store: Store, manifest: Manifest, pb: ProductBook, stats: ReplayStats, rows: dict[str, int],
+def _record(store: Store, session: StoreSession, pb: ProductBook, stats: ReplayStats, rows: dict[str, int],
             todo: list[str], prints: dict[str, tuple[str, int, int]]) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     for date in todo:
@@ -296,7 +256,7 @@ def _record(store: Store, manifest: Manifest, pb: ProductBook, stats: ReplayStat
             out.unlink(missing_ok=True)  # a stale file from an earlier run
         rel = out.relative_to(store.root).as_posix()
         fp, size, mtime = prints[date]
-        manifest.put(SourceEntry(
+        session.commit(SourceEntry(
             source=manifest_key(pb.product, date), kind="book", size=size, mtime_ns=mtime, hash=fp,
             rows={BOOK_TABLE: n}, outputs=[rel] if n else [], engine="book",
             mktpred_version=__version__, converted_at=now))

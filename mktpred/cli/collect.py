@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, collect_status_view, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted
 
 if TYPE_CHECKING:
-    from mktpred.collect import CollectStatus
+    pass
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -64,7 +60,7 @@ def collect_command(
     settings = CollectSettings.from_config(cfg, duration_s=duration)
     term = Terminal()
     stop = threading.Event()
-    with _stop_on_signals(stop) as caught, _status_view(term, cfg.collect.status_interval_s) as (show, every):
+    with stop_on_signals(stop) as caught, collect_status_view(term, cfg.collect.status_interval_s) as (show, every):
         result = run_collect(settings, stop=stop, on_status=show, status_every_s=every)
     summary = result.to_dict()
     if as_json:
@@ -77,95 +73,3 @@ def collect_command(
                                                f"({result.trimmed_bytes} bytes trimmed)" if result.repaired else ""))
     if caught and caught[0] == signal.SIGINT:
         raise Interrupted("interrupted (segments sealed)")
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT and SIGTERM set ``stop`` (the recorder then drains and seals); the list gets the signal."""
-    caught: list[int] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in caught:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting (a .part left is repaired next start)
-        caught.append(signum)
-        stop.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@contextmanager
-def _status_view(term: Terminal, interval_s: float) -> Iterator[tuple[Callable[[CollectStatus], None], float]]:
-    """A live panel on a terminal; otherwise notices as they come and a summary line every ``interval_s``."""
-    if term.interactive:
-        from rich.live import Live
-
-        with Live(console=term.err, refresh_per_second=4, transient=False) as live:
-            def show_live(st: CollectStatus) -> None:
-                for level, msg in st.notices:
-                    (term.warn if level == "warn" else term.info)(msg)
-                live.update(_panel(st))
-
-            yield show_live, 0.5
-        return
-
-    last = [time.monotonic()]
-
-    def show_plain(st: CollectStatus) -> None:
-        for level, msg in st.notices:
-            (term.warn if level == "warn" else term.info)(msg)
-        now = time.monotonic()
-        if now - last[0] >= interval_s:
-            last[0] = now
-            term.info(_line(st))
-
-    yield show_plain, min(1.0, interval_s)
-
-
-def _age(age: float | None) -> str:
-    return "-" if age is None else f"{age:.1f} s"
-
-
-def _newest(st: CollectStatus) -> float | None:
-    ages = [c.last_frame_age_s for c in st.connections if c.last_frame_age_s is not None]
-    return min(ages) if ages else None
-
-
-def _line(st: CollectStatus) -> str:
-    """One summary line (not on a terminal)."""
-    return (f"collect: {st.frames:,} frames ({st.frames_per_s:,.0f}/s, {st.rows_per_s:,.0f} rows/s), "
-            f"{st.bytes_written / 2**20:,.1f} MiB written, {len(st.connections)} conn, "
-            f"reconnects {st.reconnects}, gaps {st.gaps}, buffer {st.buffer_fill:.0%}, "
-            f"last frame {_age(_newest(st))}, "
-            f"segment {Path(st.segment).name if st.segment else '-'}")
-
-
-def _panel(st: CollectStatus) -> Any:
-    """The live panel: one row per connection and channel."""
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-
-    t = Table(show_lines=False, header_style="bold", expand=False)
-    for col in ("conn", "state", "channel", "frames", "frames/s", "rows/s", "MiB in", "reconnects", "gaps",
-                "last frame"):
-        t.add_column(col, justify="right" if col not in ("conn", "state", "channel") else "left")
-    for c in st.connections:
-        t.add_row(f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
-                  f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
-                  str(c.gaps), _age(c.last_frame_age_s))
-        for ch in c.channels:
-            t.add_row("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}", f"{ch.rows_per_s:,.0f}",
-                      "", "", "", "")
-    warn = " [bold red]WRITER BEHIND[/]" if st.buffer_full_events else ""
-    foot = (f"segment {Path(st.segment).name if st.segment else '-'} · written {st.bytes_written / 2**20:,.1f} MiB, "
-            f"{st.lines_written:,} lines · sealed {st.segments_sealed} · buffer {st.buffer_fill:.0%} "
-            f"of {st.buffer_capacity / 2**20:,.0f} MiB{warn} · {st.elapsed_s:,.0f} s")
-    return Panel(Group(t, foot), title="mktpred collect", expand=False)

@@ -36,7 +36,7 @@ def csv2parquet_command(
     """Import existing CSV data (Tardis, mktpred CSV, any other) into the Parquet store.
 
     Example: mktpred csv2parquet tardis/*.csv.gz --parquet-dir data/parquet"""
-    from mktpred.convert.csv_import import run_csv2parquet
+    from mktpred.ingest.csv_import import run_csv2parquet
 
     cfg = load_config(config, {"paths.parquet_dir": parquet_dir})
     term = Terminal()

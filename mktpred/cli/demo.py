@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.collect import _status_view, _stop_on_signals
-from mktpred.cli.output import Terminal
-from mktpred.cli.simulate import _TerminalHandler
-from mktpred.cli.validate import _render as render_validation
+from mktpred.cli.output import (
+    Terminal,
+    TerminalLogHandler,
+    collect_status_view,
+    render_validation,
+    stop_on_signals,
+)
 from mktpred.config import load_config
 from mktpred.demo import DEFAULT_SECONDS, DemoObserver, default_workdir, run_demo
 from mktpred.errors import DataError
@@ -41,7 +44,7 @@ class _Screen(DemoObserver):
         self.done()
         self.term.info(detail)
         if name == "collect":
-            self.show_status, self.status_every_s = self.view.enter_context(_status_view(self.term, 5.0))
+            self.show_status, self.status_every_s = self.view.enter_context(collect_status_view(self.term, 5.0))
         elif name in ("convert", "validate"):
             self.show_progress = self.view.enter_context(self.term.progress(name))
 
@@ -81,12 +84,12 @@ def demo_command(
     term = Terminal()
     screen = _Screen(term)
     sim_log = logging.getLogger("mktpred.simulate")
-    handler = _TerminalHandler(term)
+    handler = TerminalLogHandler(term)
     handler.setLevel(logging.WARNING)  # the faults as they fire; connections are in the collect panel
     sim_log.addHandler(handler)
     stop = threading.Event()
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             result = run_demo(cfg, workdir=workdir or default_workdir(Path.cwd()), seconds=seconds,
                               with_faults=with_faults, stop=stop, observer=screen)
     finally:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
@@ -30,6 +35,10 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from mktpred.collect import CollectStatus
+    from mktpred.validate import ValidationReport
 
 from mktpred.progress import Progress as CoreProgress
 from mktpred.progress import ProgressCallback
@@ -241,3 +250,156 @@ class Terminal:
             sys.stdout.flush()
 
         yield plain
+
+
+# -- views shared by several commands (collect and demo; simulate and demo; validate and demo) -------
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
+    """SIGINT and SIGTERM set ``stop`` (the recorder then drains and seals); the list gets the signal."""
+    caught: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in caught:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting (a .part left is repaired next start)
+        caught.append(signum)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def collect_status_view(term: Terminal, interval_s: float) -> Iterator[tuple[Callable[[CollectStatus], None], float]]:
+    """A live panel on a terminal; otherwise notices as they come and a summary line every ``interval_s``."""
+    if term.interactive:
+        from rich.live import Live
+
+        with Live(console=term.err, refresh_per_second=4, transient=False) as live:
+            def show_live(st: CollectStatus) -> None:
+                for level, msg in st.notices:
+                    (term.warn if level == "warn" else term.info)(msg)
+                live.update(_panel(st))
+
+            yield show_live, 0.5
+        return
+
+    last = [time.monotonic()]
+
+    def show_plain(st: CollectStatus) -> None:
+        for level, msg in st.notices:
+            (term.warn if level == "warn" else term.info)(msg)
+        now = time.monotonic()
+        if now - last[0] >= interval_s:
+            last[0] = now
+            term.info(_line(st))
+
+    yield show_plain, min(1.0, interval_s)
+
+
+def _age(age: float | None) -> str:
+    return "-" if age is None else f"{age:.1f} s"
+
+
+def _newest(st: CollectStatus) -> float | None:
+    ages = [c.last_frame_age_s for c in st.connections if c.last_frame_age_s is not None]
+    return min(ages) if ages else None
+
+
+def _line(st: CollectStatus) -> str:
+    """One summary line (not on a terminal)."""
+    return (f"collect: {st.frames:,} frames ({st.frames_per_s:,.0f}/s, {st.rows_per_s:,.0f} rows/s), "
+            f"{st.bytes_written / 2**20:,.1f} MiB written, {len(st.connections)} conn, "
+            f"reconnects {st.reconnects}, gaps {st.gaps}, buffer {st.buffer_fill:.0%}, "
+            f"last frame {_age(_newest(st))}, "
+            f"segment {Path(st.segment).name if st.segment else '-'}")
+
+
+def _panel(st: CollectStatus) -> Any:
+    """The live panel: one row per connection and channel."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    t = Table(show_lines=False, header_style="bold", expand=False)
+    for col in ("conn", "state", "channel", "frames", "frames/s", "rows/s", "MiB in", "reconnects", "gaps",
+                "last frame"):
+        t.add_column(col, justify="right" if col not in ("conn", "state", "channel") else "left")
+    for c in st.connections:
+        t.add_row(f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
+                  f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
+                  str(c.gaps), _age(c.last_frame_age_s))
+        for ch in c.channels:
+            t.add_row("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}", f"{ch.rows_per_s:,.0f}",
+                      "", "", "", "")
+    warn = " [bold red]WRITER BEHIND[/]" if st.buffer_full_events else ""
+    foot = (f"segment {Path(st.segment).name if st.segment else '-'} · written {st.bytes_written / 2**20:,.1f} MiB, "
+            f"{st.lines_written:,} lines · sealed {st.segments_sealed} · buffer {st.buffer_fill:.0%} "
+            f"of {st.buffer_capacity / 2**20:,.0f} MiB{warn} · {st.elapsed_s:,.0f} s")
+    return Panel(Group(t, foot), title="mktpred collect", expand=False)
+
+
+class TerminalLogHandler(logging.Handler):
+    """Shows the simulator's log records (connections, faults) through the Terminal."""
+
+    def __init__(self, term: Terminal) -> None:
+        super().__init__(logging.INFO)
+        self.term = term
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        (self.term.warn if record.levelno >= logging.WARNING else self.term.info)(message)
+
+
+_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}
+_LISTED = 10
+
+
+def render_validation(term: Terminal, report: ValidationReport) -> None:
+    rows = sum(report.rows.values())
+    term.out.print(f"[bold]{report.store}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
+                   f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
+    term.table("checks", ["check", "status", "count", "details"],
+               [(c.name, _STYLE[c.status.value], c.count or "", c.details) for c in report.checks],
+               to_stdout=True)
+    if report.coverage:
+        cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,
+                    header_style="bold")
+        for name, justify in (("product", "left"), ("date", "left"), ("UTC", "left"), ("rows", "right"),
+                              ("conns", "right"), ("cover", "right"), ("silences", "left"),
+                              ("no hb", "right")):
+            cov.add_column(name, justify=justify, no_wrap=name != "silences")  # type: ignore[arg-type]
+        for r in report.coverage:
+            cov.add_row(r.product, r.date, f"{_hms(r.first_ns, r.date)}-{_hms(r.last_ns, r.date)}", f"{r.rows:,}",
+                        str(r.conns), f"{r.coverage:.1%}",
+                        f"{r.silences}, max {r.longest_silence_s:,.0f} s" if r.silences else "",
+                        f"{r.missing_heartbeat_s:,} s" if r.missing_heartbeat_s else "")
+        term.out.print(cov)
+    for c in report.checks:
+        if c.status.value != "pass" and c.locations:
+            more = f" (first {_LISTED} of {c.count})" if c.count > _LISTED else ""
+            term.out.print(f"[bold]{c.name}[/] {_STYLE[c.status.value]}{more}:")
+            for loc in c.locations[:_LISTED]:
+                term.out.print(f"  {loc}", markup=False, highlight=False)
+    if report.in_progress:
+        term.out.print("[bold]in progress[/]:")
+        for line in report.in_progress:
+            term.out.print(f"  {line}", markup=False)
+    verdict = {"pass": "[green]store OK[/]", "warn": "[yellow]store OK, with warnings[/]",
+               "fail": "[bold red]store has problems[/]"}[report.status.value]
+    term.out.print(verdict)
+
+
+def _hms(ns: int, date: str) -> str:
+    """``HH:MM:SS`` on ``date``; the next midnight shows as ``24:00:00``."""
+    from mktpred.coinbase.timestamps import format_iso_ns
+
+    iso = format_iso_ns(ns)
+    return iso[11:19] if iso[:10] == date else "24:00:00"

@@ -13,24 +13,12 @@ from typing import Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, TerminalLogHandler
 from mktpred.config import SimulateConfig, load_config
 from mktpred.errors import UsageError
 
 #: where ``--to-raw`` starts its clock unless ``--start`` says otherwise (fixed, so runs repeat)
 DEFAULT_START = "2026-01-05T00:00:00Z"
-
-
-class _TerminalHandler(logging.Handler):
-    """Shows the simulator's log records (connections, faults) through the Terminal."""
-
-    def __init__(self, term: Terminal) -> None:
-        super().__init__(logging.INFO)
-        self.term = term
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        (self.term.warn if record.levelno >= logging.WARNING else self.term.info)(message)
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
@@ -95,7 +83,7 @@ def simulate_command(
                             start_ns=start_ns)
     term = Terminal()
     log = logging.getLogger("mktpred.simulate")
-    handler = _TerminalHandler(term)
+    handler = TerminalLogHandler(term)
     log.addHandler(handler)
     old_level = log.level
     log.setLevel(logging.INFO)

@@ -6,18 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, render_validation
 from mktpred.config import load_config
 from mktpred.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from mktpred.validate import ValidationReport
+    pass
 
-_STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}
-_LISTED = 10
 
 
 @command("validate")
@@ -49,51 +46,8 @@ def validate_command(
     if as_json:
         term.json(report.to_dict())
     else:
-        _render(term, report)
+        render_validation(term, report)
     if not report.ok:
         names = ", ".join(c.name for c in report.failed)
         n = len(report.failed)
         raise ValidationFailed(f"{n} check{'s' if n > 1 else ''} failed: {names}", where=report.store)
-
-
-def _render(term: Terminal, report: ValidationReport) -> None:
-    rows = sum(report.rows.values())
-    term.out.print(f"[bold]{report.store}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
-                   f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
-    term.table("checks", ["check", "status", "count", "details"],
-               [(c.name, _STYLE[c.status.value], c.count or "", c.details) for c in report.checks],
-               to_stdout=True)
-    if report.coverage:
-        cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,
-                    header_style="bold")
-        for name, justify in (("product", "left"), ("date", "left"), ("UTC", "left"), ("rows", "right"),
-                              ("conns", "right"), ("cover", "right"), ("silences", "left"),
-                              ("no hb", "right")):
-            cov.add_column(name, justify=justify, no_wrap=name != "silences")  # type: ignore[arg-type]
-        for r in report.coverage:
-            cov.add_row(r.product, r.date, f"{_hms(r.first_ns, r.date)}-{_hms(r.last_ns, r.date)}", f"{r.rows:,}",
-                        str(r.conns), f"{r.coverage:.1%}",
-                        f"{r.silences}, max {r.longest_silence_s:,.0f} s" if r.silences else "",
-                        f"{r.missing_heartbeat_s:,} s" if r.missing_heartbeat_s else "")
-        term.out.print(cov)
-    for c in report.checks:
-        if c.status.value != "pass" and c.locations:
-            more = f" (first {_LISTED} of {c.count})" if c.count > _LISTED else ""
-            term.out.print(f"[bold]{c.name}[/] {_STYLE[c.status.value]}{more}:")
-            for loc in c.locations[:_LISTED]:
-                term.out.print(f"  {loc}", markup=False, highlight=False)
-    if report.in_progress:
-        term.out.print("[bold]in progress[/]:")
-        for line in report.in_progress:
-            term.out.print(f"  {line}", markup=False)
-    verdict = {"pass": "[green]store OK[/]", "warn": "[yellow]store OK, with warnings[/]",
-               "fail": "[bold red]store has problems[/]"}[report.status.value]
-    term.out.print(verdict)
-
-
-def _hms(ns: int, date: str) -> str:
-    """``HH:MM:SS`` on ``date``; the next midnight shows as ``24:00:00``."""
-    from mktpred.coinbase.timestamps import format_iso_ns
-
-    iso = format_iso_ns(ns)
-    return iso[11:19] if iso[:10] == date else "24:00:00"

@@ -11,23 +11,19 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mktpred.collect.clock import NS_PER_S, utc_stamp
 from mktpred.errors import OutputNotWritable
+from mktpred.naming import COLLECTED_SEGMENT_RE, PART, collected_segment_name
 
-PREFIX = "coinbase_"
-SUFFIX = ".jsonl"
-PART = ".part"
 LOCK_NAME = ".collect.lock"
-SEGMENT_RE = re.compile(r"coinbase_(\d{8}T\d{6}Z)\.jsonl(\.part)?\Z")
 
 
 def segment_name(ns: int) -> str:
     """The sealed name of a segment opened at ``ns``: ``coinbase_20251122T140301Z.jsonl``."""
-    return f"{PREFIX}{utc_stamp(ns)}{SUFFIX}"
+    return collected_segment_name(utc_stamp(ns))
 
 
 def _why(exc: OSError) -> str:
@@ -87,7 +83,7 @@ def repair_leftovers(raw_dir: Path) -> list[RepairedSegment]:
     nothing whole is left).  Call only while holding the directory lock."""
     repaired: list[RepairedSegment] = []
     try:
-        parts = sorted(p for p in raw_dir.iterdir() if SEGMENT_RE.match(p.name) and p.name.endswith(PART))
+        parts = sorted(p for p in raw_dir.iterdir() if COLLECTED_SEGMENT_RE.match(p.name) and p.name.endswith(PART))
         for part in parts:
             fd = os.open(part, os.O_RDWR)
             try:
@@ -105,7 +101,7 @@ def repair_leftovers(raw_dir: Path) -> list[RepairedSegment]:
             else:
                 sealed = part.with_name(part.name[: -len(PART)])
                 if sealed.exists():
-                    m = SEGMENT_RE.match(sealed.name)
+                    m = COLLECTED_SEGMENT_RE.match(sealed.name)
                     assert m is not None
                     sealed = _free_name(raw_dir, _stamp_ns(m.group(1)))
                 os.replace(part, sealed)

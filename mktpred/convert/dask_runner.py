@@ -28,7 +28,8 @@ from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from typing import Any
 
-from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult, convert_segment
+from mktpred.convert.jobs import SegmentFailure, SegmentJob, SegmentResult
+from mktpred.convert.segment import convert_segment
 from mktpred.errors import EXIT_RUNTIME, MktpredError, RuntimeFailure, UsageError
 from mktpred.progress import Progress, ProgressCallback, no_progress
 

@@ -41,6 +41,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mktpred.coinbase.protocol import FRAME_FIELDS
 from mktpred.config import Config
 from mktpred.convert.engine import EVENT, ConversionEngine, EngineBatch, EngineRejected, EngineUsage
 from mktpred.convert.records import RAW_REASON, TABLE_LISTS
@@ -61,15 +62,14 @@ SLICE_FRAMES = 262_144
 RangeReader = Callable[[Path, int, int], pa.Table]
 
 _S = pa.string()
-_UPDATE = pa.struct([("side", _S), ("event_time", _S), ("price_level", _S), ("new_quantity", _S)])
-_TICKER_FIELDS = ("product_id", "price", "volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
-                  "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity", "best_ask_quantity")
-_TICKER = pa.struct([(f, _S) for f in _TICKER_FIELDS])
-_TRADE = pa.struct([(f, _S) for f in ("product_id", "trade_id", "price", "size", "time", "side")])
-_EVENT = pa.struct([("type", _S), ("product_id", _S), ("updates", pa.list_(_UPDATE)),
-                    ("tickers", pa.list_(_TICKER)), ("trades", pa.list_(_TRADE))])
-_FRAME_FIELDS = [("channel", _S), ("timestamp", _S), ("sequence_num", _S), ("type", _S),
-                 ("events", pa.list_(_EVENT))]
+
+
+def _as_read(kind: str | dict[str, Any]) -> pa.DataType:
+    """Every value as its text (a dict: a list of structs); see ``coinbase.protocol.FRAME_FIELDS``."""
+    return _S if isinstance(kind, str) else pa.list_(pa.struct([(k, _as_read(v)) for k, v in kind.items()]))
+
+
+_FRAME_FIELDS = [(k, _as_read(v)) for k, v in FRAME_FIELDS.items()]
 #: every key the engine reads, as read (numbers as their text: Arrow casts them strictly later)
 RAW_SCHEMA = pa.schema([("recv_ns", _S), ("conn", _S), ("event", _S), ("raw", _S),
                         ("msg", pa.struct(_FRAME_FIELDS)), *_FRAME_FIELDS])

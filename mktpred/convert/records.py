@@ -13,17 +13,22 @@ from typing import Any
 
 import orjson
 
+from mktpred.coinbase.protocol import (
+    EVENT_TYPES,
+    FRAME_CHANNEL,
+    FRAME_EVENTS,
+    FRAME_SEQUENCE,
+    FRAME_TIMESTAMP,
+    FRAME_TYPE,
+    L2_CHANNEL,
+    L2_SIDES,
+    TABLE_LISTS,
+    TICKER_COLUMNS,
+    TRADES_CHANNEL,
+    is_product_id,
+)
 from mktpred.coinbase.timestamps import parse_rfc3339_ns
 
-#: frame channels that feed a table, and the list inside each event that holds the rows
-TABLE_LISTS: dict[str, tuple[str, str]] = {
-    "l2_data": ("l2", "updates"),
-    "ticker": ("ticker", "tickers"),
-    "ticker_batch": ("ticker", "tickers"),
-    "market_trades": ("trades", "trades"),
-}
-EVENT_TYPES = ("snapshot", "update")
-L2_SIDES = ("bid", "offer", "ask")
 RAW_REASON = "the collector kept a frame that is not valid JSON"
 _EVENT_COLUMNS = ("recv_ns", "conn", "event", "expected", "got")
 _ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})\Z")
@@ -76,53 +81,58 @@ def _string(obj: dict[str, Any], key: str, *, required: bool) -> None:
         raise BadRecord(f"{key} is not a string: {v!r}")
 
 
+def _product(obj: dict[str, Any]) -> None:
+    _string(obj, "product_id", required=True)
+    if not is_product_id(obj["product_id"]):
+        raise BadRecord(f"product_id is not a Coinbase product id: {obj['product_id']!r}")
+
+
 def _check_rows(channel: str, event: dict[str, Any]) -> None:
     _, list_key = TABLE_LISTS[channel]
-    if event.get("type") not in EVENT_TYPES:
-        raise BadRecord(f"event type is not snapshot or update: {event.get('type')!r}")
+    if event.get(FRAME_TYPE) not in EVENT_TYPES:
+        raise BadRecord(f"event type is not snapshot or update: {event.get(FRAME_TYPE)!r}")
     rows = event.get(list_key)
     if not isinstance(rows, list):
         raise BadRecord(f"event has no {list_key} list")
-    if channel == "l2_data":
-        _string(event, "product_id", required=True)
+    if channel == L2_CHANNEL:
+        _product(event)
     for row in rows:
         if not isinstance(row, dict):
             raise BadRecord(f"an item of {list_key} is not an object")
-        if channel == "l2_data":
+        if channel == L2_CHANNEL:
             if row.get("side") not in L2_SIDES:
                 raise BadRecord(f"level2 side is not bid or offer: {row.get('side')!r}")
             _number(row, "price_level", required=True)
             _number(row, "new_quantity", required=True)
             _timestamp(row.get("event_time"), "event_time", required=False, zone_optional=True)
-        elif channel == "market_trades":
-            _string(row, "product_id", required=True)
+        elif channel == TRADES_CHANNEL:
+            _product(row)
             _string(row, "side", required=True)
             _string(row, "trade_id", required=False)
             _number(row, "price", required=True)
             _number(row, "size", required=True)
             _timestamp(row.get("time"), "trade time", required=False, zone_optional=True)
         else:
-            _string(row, "product_id", required=True)
+            _product(row)
             _number(row, "price", required=True)
-            for key in ("volume_24_h", "low_24_h", "high_24_h", "low_52_w", "high_52_w",
-                        "price_percent_chg_24_h", "best_bid", "best_ask", "best_bid_quantity",
-                        "best_ask_quantity"):
-                _number(row, key, required=False)
+            for key in TICKER_COLUMNS:
+                if key != "price":
+                    _number(row, key, required=False)
 
 
 def _check_frame(frame: dict[str, Any], has_recv: bool) -> None:
-    channel = frame.get("channel")
+    channel = frame.get(FRAME_CHANNEL)
     if channel is None:
-        channel = frame.get("type")
+        channel = frame.get(FRAME_TYPE)
     if not isinstance(channel, str):
         raise BadRecord("frame has no channel")
-    ts = frame.get("timestamp")
+    ts = frame.get(FRAME_TIMESTAMP)
     data = channel in TABLE_LISTS
     _timestamp(ts, "timestamp", required=data or not has_recv)
-    seq = frame.get("sequence_num")
+    seq = frame.get(FRAME_SEQUENCE)
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
         raise BadRecord(f"sequence_num is not an integer: {seq!r}")
-    events = frame.get("events")
+    events = frame.get(FRAME_EVENTS)
     if events is None:
         if data:
             raise BadRecord("data frame has no events")

@@ -11,38 +11,31 @@ converts the rest.  Each segment's result names the engine that actually convert
 from __future__ import annotations
 
 import importlib
-import shutil
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mktpred import __version__
 from mktpred.config import Config
-from mktpred.convert.engine import (
-    ENGINE_NAMES,
-    ConversionEngine,
-    SegmentFailure,
-    SegmentJob,
-    SegmentResult,
-    select_engine,
-)
+from mktpred.convert.engine import ConversionEngine
+from mktpred.convert.factory import ENGINE_NAMES, select_engine
+from mktpred.convert.jobs import SegmentFailure, SegmentJob, SegmentResult
 from mktpred.convert.segment import run_job
-from mktpred.convert.segments import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.convert.summary import RunSummary
 from mktpred.errors import (
     DataError,
     EngineFailed,
-    OutputNotWritable,
     UsageError,
 )
+from mktpred.naming import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.layout import TMP_SUFFIX, StoreLayout
-from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.store.layout import STAGING_DIR
+from mktpred.store.manifest import SourceEntry
 from mktpred.store.schemas import TABLE_SCHEMAS
+from mktpred.store.session import StoreSession, ensure_writable
 
 DASK_HINT = "pip install -e '.[dask]'"
 
@@ -109,55 +102,30 @@ def _check_dirs(raw_dir: Path, parquet_dir: Path, include_latest: bool) -> tuple
             hint = " (only .part segments: use --include-latest)"
         raise UsageError(f"no raw segments ({', '.join('*' + s for s in SEALED_SUFFIXES)}){hint}",
                          where=str(raw_dir))
-    try:
-        parquet_dir.mkdir(parents=True, exist_ok=True)
-        probe = parquet_dir / f".mktpred-write-test{TMP_SUFFIX}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputNotWritable(f"parquet directory is not writable: {exc.strerror or exc}",
-                                where=str(parquet_dir)) from None
+    ensure_writable(parquet_dir)
     return segments, notes
 
 
-def _sweep(root: Path) -> None:
-    """Remove what an interrupted run left: staging space and temporary files."""
-    shutil.rmtree(root / "_staging", ignore_errors=True)
-    layout = StoreLayout(root)
-    for table in layout.tables():
-        for part in layout.table_dir(table).iterdir():
-            if part.is_dir():
-                for p in part.glob("*" + TMP_SUFFIX):
-                    p.unlink(missing_ok=True)
-    for p in layout.quarantine_dir.glob("*" + TMP_SUFFIX) if layout.quarantine_dir.is_dir() else []:
-        p.unlink(missing_ok=True)
-
-
-def _up_to_date(entry: SourceEntry | None, seg: Segment, root: Path, csv_dir: Path | None) -> bool:
+def _up_to_date(session: StoreSession, seg: Segment, csv_dir: Path | None) -> bool:
     """Unchanged source, every output present, and (with ``--write-csv``) every CSV copy too."""
-    if entry is None or entry.size != seg.size or entry.mtime_ns != seg.mtime_ns:
-        return False
-    if not all((root / o).is_file() for o in entry.outputs):
-        return False
-    return csv_dir is None or all((csv_dir / Path(o).with_suffix(".csv")).is_file() for o in entry.outputs)
+    def csv_copy(o: str) -> bool:
+        return csv_dir is None or (csv_dir / Path(o).with_suffix(".csv")).is_file()
+    return session.unchanged(seg.path, size=seg.size, mtime_ns=seg.mtime_ns, also=csv_copy)
 
 
 def _entry(r: SegmentResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="raw", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, truncated=r.truncated, outputs=list(r.outputs), engine=r.engine,
-        mktpred_version=__version__, converted_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        partial=r.partial,
+        mktpred_version=__version__, partial=r.partial,
     )
 
 
-def _record(manifest: Manifest, r: SegmentResult) -> None:
-    """Put ``r`` in the manifest; drop entries of other files of the same stem (``.part`` -> sealed)."""
-    for key in list(manifest.entries):
-        parts = split_name(Path(key).name)
-        if key != r.source and parts is not None and parts[0] == r.stem:
-            manifest.entries.pop(key)
-    manifest.put(_entry(r))
+def _record(session: StoreSession, r: SegmentResult) -> None:
+    """Commit ``r``; it replaces entries of other files of the same stem (``.part`` -> sealed)."""
+    same_stem = [key for key in session.manifest.entries
+                 if (parts := split_name(Path(key).name)) is not None and parts[0] == r.stem]
+    session.commit(_entry(r), replaces=same_stem)
 
 
 def run_convert(
@@ -193,10 +161,10 @@ def run_convert(
     csv_dir = Path(cfg.paths.csv_dir) if write_csv else None
     summary = ConvertSummary(str(raw_dir), str(root), name, reason, segments_found=len(segments),
                              csv_dir=str(csv_dir) if csv_dir else None, notes=notes)
+    session: StoreSession | None = None
     try:
-        _sweep(root)
-        manifest = Manifest.load(root)
-        todo = [s for s in segments if force or not _up_to_date(manifest.get(s.path), s, root, csv_dir)]
+        session = StoreSession.open(root)
+        todo = [s for s in segments if force or not _up_to_date(session, s, csv_dir)]
         summary.skipped = len(segments) - len(todo)
         jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=name, config=cfg,
                            cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None)
@@ -208,8 +176,7 @@ def run_convert(
             state["files"] += 1
             state["bytes"] += size
             if isinstance(result, SegmentResult):
-                _record(manifest, result)
-                manifest.save(root)
+                _record(session, result)
                 summary.segments.append(result)
                 state["rows"] += sum(result.rows.values())
             else:
@@ -239,8 +206,10 @@ def run_convert(
     finally:
         if eng is not None:
             eng.close()
+        if session is not None:
+            session.close()
         try:
-            (root / "_staging").rmdir()  # only when empty: per-segment folders remove themselves
+            (root / STAGING_DIR).rmdir()  # only when empty: per-segment folders remove themselves
         except OSError:
             pass
 

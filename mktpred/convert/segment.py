@@ -29,28 +29,14 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import zstandard
 
-from mktpred.convert.engine import (
-    ENGINE_TABLES,
-    EVENT,
-    ConversionEngine,
-    EngineBatch,
-    EngineRejected,
-    SegmentJob,
-    SegmentResult,
-    make_engine,
-)
-from mktpred.convert.quarantine import Quarantine
+from mktpred.convert.engine import ENGINE_TABLES, EVENT, ConversionEngine, EngineBatch, EngineRejected
+from mktpred.convert.factory import make_engine
+from mktpred.convert.jobs import SegmentJob, SegmentResult
 from mktpred.convert.records import BadRecord, check_line, event_row
-from mktpred.convert.segments import (
-    LineChunk,
-    ReadStats,
-    Segment,
-    fetch_lines,
-    hash_and_count,
-    iter_chunks,
-    split_name,
-)
+from mktpred.convert.segments import LineChunk, ReadStats, fetch_lines, hash_and_count, iter_chunks
 from mktpred.errors import DataError, EngineFailed, OutputNotWritable, RuntimeFailure, UsageError
+from mktpred.naming import Segment, split_name
+from mktpred.store.quarantine import Quarantine
 from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
 
@@ -397,3 +383,12 @@ def run_job(job: SegmentJob, engine: ConversionEngine | None = None,
     finally:
         if own:
             eng.close()
+
+
+def convert_segment(job: SegmentJob) -> SegmentResult:
+    """Convert one segment into the store (a top-level function: Dask workers call it too).
+
+    Writes the segment's Parquet files (temporary names, renamed into place at the end), its
+    quarantine file and, when asked, its CSV files; the manifest is the driver's business.
+    """
+    return run_job(job)

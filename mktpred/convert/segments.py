@@ -1,4 +1,4 @@
-"""Raw segments on disk: discovery, naming, and reading them as bounded chunks of complete lines.
+"""Reading raw segments as bounded chunks of complete lines (names and discovery: :mod:`mktpred.naming`).
 
 A segment is ``<raw_dir>/<stem>.jsonl`` (also ``.jsonl.gz``, ``.jsonl.zst``); the one being written
 is ``<stem>.jsonl.part`` and may end with a torn line.  Readers here never hold more than one
@@ -13,63 +13,11 @@ import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
-SEALED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
-PART_SUFFIX = ".jsonl.part"
-#: preference when several sealed files share a stem (an archived copy beside the original)
-_PREFERENCE = {".jsonl": 0, ".jsonl.zst": 1, ".jsonl.gz": 2, PART_SUFFIX: 3}
+from mktpred.naming import Segment
+
 _READ_BLOCK = 8 * 2**20
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One raw segment file."""
-
-    path: Path
-    stem: str  #: the name without ``.jsonl[.gz|.zst|.part]``; names the outputs
-    suffix: str  #: one of SEALED_SUFFIXES or PART_SUFFIX
-    size: int
-    mtime_ns: int
-
-    @property
-    def partial(self) -> bool:
-        return self.suffix == PART_SUFFIX
-
-    @property
-    def compression(self) -> str | None:
-        return {".jsonl.gz": "gzip", ".jsonl.zst": "zstd"}.get(self.suffix)
-
-
-def split_name(name: str) -> tuple[str, str] | None:
-    """``(stem, suffix)`` of a segment file name, ``None`` if it is not one."""
-    for suffix in (PART_SUFFIX, *SEALED_SUFFIXES[1:], SEALED_SUFFIXES[0]):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], suffix
-    return None
-
-
-def discover(raw_dir: Path, *, include_latest: bool = False) -> tuple[list[Segment], list[str]]:
-    """Segments of ``raw_dir`` sorted by name, one per stem, and notes about files passed over."""
-    by_stem: dict[str, list[Segment]] = {}
-    for p in raw_dir.iterdir():
-        parts = split_name(p.name)
-        if parts is None or not p.is_file():
-            continue
-        stem, suffix = parts
-        if suffix == PART_SUFFIX and not include_latest:
-            continue
-        st = p.stat()
-        by_stem.setdefault(stem, []).append(Segment(p.resolve(), stem, suffix, st.st_size, st.st_mtime_ns))
-    chosen: list[Segment] = []
-    notes: list[str] = []
-    for stem in sorted(by_stem):
-        cands = sorted(by_stem[stem], key=lambda s: _PREFERENCE[s.suffix])
-        chosen.append(cands[0])
-        for other in cands[1:]:
-            notes.append(f"{other.path.name}: skipped, {cands[0].path.name} has the same stem")
-    return chosen, notes
 
 
 class HashingReader(io.RawIOBase):

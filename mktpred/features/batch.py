@@ -84,15 +84,16 @@ def _trade_frames(store: Store, product: str, start: TimeLike, end: TimeLike) ->
     if "trades" not in store.tables():
         return []
     names = set(store.schema("trades").names) if store.schema("trades") is not None else set()  # type: ignore[union-attr]
-    cols = ["time", "conn", "seq", "is_snapshot", "price", "size", "aggressor" if "aggressor" in names else "side"]
+    cols = ["time", "conn", "seq", "is_snapshot", "price", "size", "side", *(["aggressor"] if "aggressor" in names else [])]
     tbl = store.read("trades", products=product, start=start, end=end, columns=cols)
     if tbl.num_rows == 0:
         return []
+    # Files converted before the aggressor column existed (null there) fall back to Coinbase's side.
+    agg = aggressor_of(np.array(tbl.column("side").fill_null("").to_pylist(), dtype=str))
     if "aggressor" in names:
         ag = tbl.column("aggressor").to_pylist()
-        agg = np.array([1 if x == "buy" else -1 if x == "sell" else 0 for x in ag], np.int8)
-    else:
-        agg = aggressor_of(np.array(tbl.column("side").fill_null("").to_pylist(), dtype=str))
+        known = np.array([x is not None for x in ag], bool)
+        agg = np.where(known, np.array([1 if x == "buy" else -1 if x == "sell" else 0 for x in ag], np.int8), agg)
     conn = np.array(tbl.column("conn").fill_null("").to_pylist(), dtype=object)
     seq = tbl.column("seq").fill_null(-1).to_numpy()
     time = tbl.column("time").cast(pa.int64()).to_numpy()

@@ -1,6 +1,7 @@
 """``mktpred features``: the store's ``l2`` and ``trades`` through the engine into the features table.
 
-Output: ``<store>/<table>/date=YYYY-MM-DD/<product>_<date>.parquet`` through the store's one write
+Output: ``<store>/<table>/date=YYYY-MM-DD/<product>_<date>.parquet`` (the product id made safe by
+:func:`mktpred.naming.safe_name`) through the store's one write
 path (:class:`~mktpred.store.writer.PartitionedWriter`), one manifest entry per product and day,
 kind ``"features"``, keyed ``<table>:<product>:<date>``.  Its ``hash`` fingerprints the options and
 every ``l2``, ``trades``, ``messages`` and ``events`` file of that day and all earlier days.  A
@@ -26,9 +27,11 @@ from mktpred.book.table import format_duration
 from mktpred.errors import UsageError
 from mktpred.features.batch import compute_product, features_schema, split_by_date
 from mktpred.features.engine import FeatureSpec
+from mktpred.naming import safe_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.store.manifest import SourceEntry
 from mktpred.store.reader import Store, TimeLike, day_bounds, open_store, to_ns
+from mktpred.store.session import StoreSession
 from mktpred.store.writer import PartitionedWriter
 
 FEATURES_FORMAT = 1  #: bump when the engine's output changes meaning (forces a recompute)
@@ -131,14 +134,14 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
                "cross": spec.cross, "start": lo, "end": hi}
     prints = _fingerprints(store, options)
     dates = store.dates("l2", lo, hi)
-    manifest = Manifest.load(store.root)
+    session = StoreSession.open(store.root)
     result = FeaturesResult(store.root, table, format_duration(spec.interval_ns),
                             [format_duration(h) for h in spec.horizons_ns], schema.names, [])
     gaps = load_gaps(store, None, hi)
     for i, product in enumerate(chosen):
         pf = ProductFeatures(product)
         result.products.append(pf)
-        stale = [d for d in dates if force or _stale(store, manifest, table, product, d, prints[d][0])]
+        stale = [d for d in dates if force or not session.unchanged(manifest_key(table, product, d), fingerprint=prints[d][0])]
         if not stale:
             pf.dates_skipped = list(dates)
             continue
@@ -157,7 +160,7 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         for date in todo:
             part = by_date.get(date, schema.empty_table())
-            w = PartitionedWriter(store.root, f"{product}_{date}", compression=compression,
+            w = PartitionedWriter(store.root, f"{safe_name(product)}_{date}", compression=compression,
                                   compression_level=compression_level, schemas={table: schema},
                                   date_columns=("time",))
             try:
@@ -168,7 +171,7 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
                 raise
             n = part.num_rows
             fp, size, mtime = prints[date]
-            manifest.put(SourceEntry(source=manifest_key(table, product, date), kind="features", size=size,
+            session.commit(SourceEntry(source=manifest_key(table, product, date), kind="features", size=size,
                                      mtime_ns=mtime, hash=fp, rows={table: n}, outputs=outs, engine="features",
                                      mktpred_version=__version__, converted_at=now))
             if n:
@@ -176,15 +179,8 @@ def build_features(parquet_dir: str | Path, spec: FeatureSpec, *, products: list
                 pf.outputs += outs
                 pf.rows += n
                 pf.invalid_rows += n - int(pc.sum(part.column("valid")).as_py() or 0)
-        manifest.save(store.root)
         pf.seconds = time.monotonic() - p0
         progress(Progress("features", i + 1, len(chosen), rows=result.rows, current=product))
+    session.close()
     result.elapsed_s = time.monotonic() - t0
     return result
-
-
-def _stale(store: Store, manifest: Manifest, table: str, product: str, date: str, fingerprint: str) -> bool:
-    entry = manifest.entries.get(manifest_key(table, product, date))
-    if entry is None or entry.hash != fingerprint:
-        return True
-    return any(not (store.root / o).is_file() for o in entry.outputs)

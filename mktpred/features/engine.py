@@ -49,8 +49,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 def aggressor_of(side: np.ndarray, source: str = "coinbase") -> np.ndarray:
     """Taker direction (+1 buy, -1 sell, 0 unknown) from the ``trades.side`` column.
 
-    Goes once ``convert`` writes the ``aggressor`` column (DESIGN.md, "Trade direction"): the only
-    place that reads ``side``.  Coinbase's ``side`` is the maker's (``SELL`` = a taker buy);
+    Only for stores converted before the ``aggressor`` column existed (DESIGN.md, "Trade
+    direction"; ``convert --force`` adds it): the only place that reads ``side``.  Coinbase's ``side`` is the maker's (``SELL`` = a taker buy);
     Tardis' is the taker's."""
     s = np.char.lower(np.asarray(side, dtype=str))
     if source == "coinbase":

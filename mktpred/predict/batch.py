@@ -34,8 +34,8 @@ from mktpred.models.metrics import score
 from mktpred.models.registry import LoadedModel, load_model
 from mktpred.predict import table as pt
 from mktpred.predict.rows import outputs
-from mktpred.store.manifest import Manifest
 from mktpred.store.reader import Store, TimeLike, day_bounds, open_store, to_ns
+from mktpred.store.session import StoreSession
 
 Info = Callable[[str], None]
 
@@ -125,9 +125,9 @@ def predict(model_dir: Path | str | LoadedModel, parquet_dir: Path | str, *, sta
         raise UsageError("no features rows for the span (and none could be computed)", where=str(store.root))
     _check_compatible(store, m, lo, hi)
 
-    manifest = Manifest.load(store.root)
-    days = [d for date in store.dates(pt.FEATURES_TABLE, lo, hi)
-            if (d := _predict_day(store, manifest, m, date, plist, force, result)) is not None]
+    with StoreSession.open(store.root) as session:
+        days = [d for date in store.dates(pt.FEATURES_TABLE, lo, hi)
+                if (d := _predict_day(store, session, m, date, plist, force, result)) is not None]
     if result.rows == 0:
         raise UsageError(f"no features rows for {', '.join(plist or ['any product'])} in the span",
                          where="--products" if products else str(store.root))
@@ -157,7 +157,7 @@ class _Day:
     outputs: np.ndarray
 
 
-def _predict_day(store: Store, manifest: Manifest, m: LoadedModel, date: str, products: list[str] | None,
+def _predict_day(store: Store, session: StoreSession, m: LoadedModel, date: str, products: list[str] | None,
                  force: bool, result: PredictResult) -> _Day | None:
     """Predict one day's features rows; write the product-days that are not up to date (their
     entries' fingerprints: model version and the day's features files).  Up-to-date product-days
@@ -179,7 +179,7 @@ def _predict_day(store: Store, manifest: Manifest, m: LoadedModel, date: str, pr
     for product in names:
         key = f"{pt.TABLE}:batch:{m.name}:{m.version}:{product}:{date}"
         h = pt.combine(identity, product, date, fp)
-        entry = manifest.entries.get(key)
+        entry = session.entry(key)
         sel = np.flatnonzero(prod == product)
         stored = None if force or not pt.up_to_date(store, entry, h) else _stored(store, entry, m, t[sel])
         if stored is None:
@@ -195,11 +195,10 @@ def _predict_day(store: Store, manifest: Manifest, m: LoadedModel, date: str, pr
     for product, (key, h) in stale.items():
         sel = np.flatnonzero(prod == product)
         rows = _rows_table(m, t[sel], product, valid[sel], P[sel], fwd[sel])
-        result.outputs += pt.write_rows(store, manifest, key=key, rows=rows, hash=h, engine="predict",
+        result.outputs += pt.write_rows(session, key=key, rows=rows, hash=h, engine="predict",
                                         stem=f"batch_{m.name}_{m.version}_{product}_{date}")
         result.rows_written += rows.num_rows
     if stale:
-        manifest.save(store.root)
         result.days_written.append(date)
     else:
         result.days_skipped.append(date)

@@ -26,10 +26,11 @@ import pyarrow as pa
 
 from mktpred.coinbase.timestamps import parse_rfc3339_ns, utc_date
 from mktpred.errors import OutputNotWritable, UsageError
+from mktpred.naming import partition_date
 from mktpred.predict import table as pt
-from mktpred.store.layout import partition_date
-from mktpred.store.manifest import Manifest, file_hash
+from mktpred.store.manifest import file_hash
 from mktpred.store.reader import Store, open_store
+from mktpred.store.session import StoreSession
 
 SEGMENT = re.compile(r"predictions_\d{8}T\d{6}Z\.jsonl(\.part)?\Z")
 PART = ".part"
@@ -75,12 +76,16 @@ def import_live(predictions_dir: Path | str, parquet_dir: Path | str, *, include
     except OSError as exc:
         raise OutputNotWritable(f"cannot create the store: {exc.strerror or exc}", where=str(root)) from None
     store = open_store(root)
-    manifest = Manifest.load(store.root)
+    with StoreSession.open(store.root) as session:
+        return _import(store, session, pdir, include_latest, force)
+
+
+def _import(store: Store, session: StoreSession, pdir: Path, include_latest: bool, force: bool) -> ImportResult:
     result = ImportResult(pdir)
     for seg in segments(pdir, include_latest):
         sealed_name = seg.name[: -len(PART)] if seg.name.endswith(PART) else seg.name
         key = f"{pt.TABLE}:live:{sealed_name}"
-        entry = manifest.entries.get(key)
+        entry = session.entry(key)
         content = file_hash(seg)
         if entry is not None and not force:
             prev_dates = {d for o in entry.outputs if (d := partition_date(Path(o)))}
@@ -91,11 +96,10 @@ def import_live(predictions_dir: Path | str, parquet_dir: Path | str, *, include
         table = _table(store, rows)
         dates = {utc_date(int(r["time_ns"])) for r in rows}
         st = seg.stat()
-        outs = pt.write_rows(store, manifest, key=key, stem="live_" + sealed_name[: -len(".jsonl")], rows=table,
+        outs = pt.write_rows(session, key=key, stem="live_" + sealed_name[: -len(".jsonl")], rows=table,
                              hash=pt.combine(content, pt.features_fingerprint(store, dates)), size=st.st_size,
                              mtime_ns=st.st_mtime_ns, kind="predictions", lines=lines, invalid=invalid,
                              truncated=truncated, partial=seg.name.endswith(PART), engine="predict-live")
-        manifest.save(store.root)
         result.segments_imported.append(seg.name)
         result.outputs += outs
         result.rows += table.num_rows

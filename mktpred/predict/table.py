@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mktpred import __version__
 from mktpred.features.labels import label_name
-from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.naming import safe_name
+from mktpred.store.manifest import SourceEntry
 from mktpred.store.reader import Store
 from mktpred.store.schemas import TS_NS
+from mktpred.store.session import StoreSession
 from mktpred.store.writer import PartitionedWriter
 
 TABLE = "predictions"
@@ -105,24 +105,24 @@ def _features_columns(store: Store, lo: int, hi: int) -> list[str]:
     return names
 
 
-def write_rows(store: Store, manifest: Manifest, *, key: str, stem: str, rows: pa.Table, hash: str, size: int = 0,
+def write_rows(session: StoreSession, *, key: str, stem: str, rows: pa.Table, hash: str, size: int = 0,
                mtime_ns: int = 0, kind: str = "predictions", lines: int = 0, invalid: int = 0, truncated: int = 0,
-               partial: bool = False, engine: str = "predict") -> list[str]:
+               partial: bool = False, engine: str = "predict", replaces: tuple[str, ...] = ()) -> list[str]:
     """Write ``rows`` (the :data:`SCHEMA`) as ``predictions/date=D/<stem>.parquet`` through the
-    store's write path (temporary name, rename; files this stem wrote before and no longer needs
-    are removed) and record the manifest entry ``key``.  Returns the files written."""
-    w = PartitionedWriter(store.root, stem, schemas={TABLE: SCHEMA}, date_columns=("time",))
+    store's one write path (temporary name, rename) and commit the manifest entry ``key`` (saved at
+    once; files the key's previous entry listed and this one does not are removed).  ``stem`` is made
+    file-safe here (it holds model and product names).  Returns the files written."""
+    w = PartitionedWriter(session.root, safe_name(stem), schemas={TABLE: SCHEMA}, date_columns=("time",))
     try:
         w.write(TABLE, rows)
         outputs = w.commit()
     except BaseException:
         w.abort()
         raise
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    manifest.put(SourceEntry(source=key, kind=kind, size=size, mtime_ns=mtime_ns, hash=hash,
-                             rows={TABLE: rows.num_rows} if rows.num_rows else {}, lines=lines, invalid=invalid,
-                             truncated=truncated, outputs=outputs, engine=engine, mktpred_version=__version__,
-                             converted_at=now, partial=partial))
+    session.commit(SourceEntry(source=key, kind=kind, size=size, mtime_ns=mtime_ns, hash=hash,
+                               rows={TABLE: rows.num_rows} if rows.num_rows else {}, lines=lines, invalid=invalid,
+                               truncated=truncated, outputs=outputs, engine=engine, partial=partial),
+                   replaces=replaces)
     return outputs
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mktpred.naming import partition_name, safe_name
 from mktpred.report.models import current_versions
 
 _STATE = "_sources.json"
@@ -37,9 +38,10 @@ def _write(out: Path, table: str, date: str, data: pa.Table) -> None:
     from mktpred.convert.csv_export import parquet_to_csv
     from mktpred.store.writer import write_parquet_file
 
-    pq_path = out / "parquet" / table / f"date={date}" / f"{table}.parquet"
+    part, name = partition_name(date), safe_name(table)
+    pq_path = out / "parquet" / name / part / f"{name}.parquet"
     write_parquet_file(data, pq_path)
-    parquet_to_csv(pq_path, out / "csv" / table / f"date={date}" / f"{table}.csv")
+    parquet_to_csv(pq_path, out / "csv" / name / part / f"{name}.csv")
 
 
 def _auc(y: Any, p: Any) -> float | None:
@@ -86,7 +88,7 @@ def export_powerbi(parquet_dir: Path, models_dir: Path, out: Path) -> dict[str, 
 
     def emit(table: str, date: str, fp: str, make: Any) -> None:
         doc = summary.setdefault(table, {"written": 0, "skipped": 0})
-        if state.get(table, {}).get(date) == fp and (out / "parquet" / table / f"date={date}").is_dir():
+        if state.get(table, {}).get(date) == fp and (out / "parquet" / safe_name(table) / partition_name(date)).is_dir():
             doc["skipped"] += 1
             return
         _write(out, table, date, make())

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mktpred.naming import PARTITION_RE, partition_name
+
 MANIFEST_NAME = "_manifest.json"
 QUARANTINE_DIR = "_quarantine"
+STAGING_DIR = "_staging"
 TMP_SUFFIX = ".tmp"
-_PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})\Z")
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,6 @@ class StoreLayout:
     root: Path
 
     @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST_NAME
-
-    @property
     def quarantine_dir(self) -> Path:
         return self.root / QUARANTINE_DIR
 
@@ -31,7 +28,7 @@ class StoreLayout:
         return self.root / table
 
     def partition_dir(self, table: str, date: str) -> Path:
-        return self.root / table / f"date={date}"
+        return self.root / table / partition_name(date)
 
     def data_file(self, table: str, date: str, stem: str, part: int = 0) -> Path:
         name = f"{stem}.parquet" if part == 0 else f"{stem}-{part}.parquet"
@@ -47,13 +44,7 @@ class StoreLayout:
         d = self.table_dir(table)
         if not d.is_dir():
             return []
-        return sorted(m.group(1) for p in d.iterdir() if (m := _PARTITION.match(p.name)))
-
-
-def partition_date(path: Path) -> str | None:
-    """The ``date=`` value of the folder holding ``path``, if it is a partition folder."""
-    m = _PARTITION.match(path.parent.name)
-    return m.group(1) if m else None
+        return sorted(m.group(1) for p in d.iterdir() if (m := PARTITION_RE.match(p.name)))
 
 
 def atomic_replace(tmp: Path, final: Path) -> None:

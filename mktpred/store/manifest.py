@@ -95,9 +95,6 @@ class Manifest:
     def remove(self, source: Path) -> SourceEntry | None:
         return self.entries.pop(str(source.resolve()), None)
 
-    def all_outputs(self) -> set[str]:
-        return {o for e in self.entries.values() for o in e.outputs}
-
 
 def file_hash(path: Path) -> str:
     """Content hash of a file, streamed (bounded memory)."""

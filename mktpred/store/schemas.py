@@ -55,6 +55,9 @@ TRADES = pa.schema([
     pa.field("price", pa.float64()),
     pa.field("size", pa.float64()),
     pa.field("trade_time", TS_US),
+    # the taker's direction, "buy"/"sell"/null, whatever the source's ``side`` means (DESIGN.md,
+    # "Trade direction"); stores converted before it existed lack it until ``convert --force``
+    pa.field("aggressor", pa.string()),
 ])
 
 MESSAGES = pa.schema([
@@ -103,3 +106,19 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 def schema_for(table: str) -> pa.Schema:
     """The contract schema of a store table; ``KeyError`` for unknown tables."""
     return TABLE_SCHEMAS[table]
+
+
+#: values of ``trades.aggressor`` (null: the source did not say)
+AGGRESSOR_VALUES = ("buy", "sell")
+
+
+def aggressor_column(side: pa.Array | pa.ChunkedArray, mapping: dict[str, str]) -> pa.Array | pa.ChunkedArray:
+    """``trades.aggressor`` from a source's ``side`` column: ``mapping`` gives the aggressor of each
+    side value the source uses (Coinbase: :data:`mktpred.coinbase.protocol.AGGRESSOR_OF_TRADE_SIDE`);
+    any other value, and null, becomes null."""
+    import pyarrow.compute as pc
+
+    keys = list(mapping)
+    index = pc.index_in(side, value_set=pa.array(keys, pa.string()))
+    return pa.array([mapping[k] for k in keys], pa.string()).take(index)
+

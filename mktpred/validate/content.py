@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from mktpred.book.table import BOOK_TABLE
 from mktpred.coinbase.timestamps import format_iso_ns
 from mktpred.progress import Progress, ProgressCallback
-from mktpred.store.schemas import REQUIRED_COLUMNS
+from mktpred.store.schemas import AGGRESSOR_VALUES, REQUIRED_COLUMNS
 from mktpred.validate.inventory import KNOWN_TABLES, DataFile, Inventory, _first_line
 from mktpred.validate.report import CheckResult, Finding
 
@@ -40,14 +40,16 @@ PRICE_COLUMNS: dict[str, tuple[str, ...]] = {
 SIZE_COLUMNS: dict[str, tuple[str, ...]] = {
     "l2": ("size",), "trades": ("size",), "ticker": ("volume_24h", "best_bid_size", "best_ask_size"),
 }
-SIDE_COLUMNS: dict[str, tuple[str, ...]] = {"l2": ("side",), "trades": ("side",)}
+SIDE_COLUMNS: dict[str, tuple[str, ...]] = {"l2": ("side",), "trades": ("side", "aggressor")}
 #: ``book``: required columns; its level prices / sizes are checked like the above where not null
 #: (null = the book had fewer levels)
 BOOK_REQUIRED = ("time", "product_id", "valid", "crossed")
 #: allowed ``side`` values per table.  The contract's bid/ask applies to l2; trades keep Coinbase's
 #: own BUY/SELL (the lead's decision), and bid/ask there is accepted too, as is ``UNKNOWN`` (Tardis
 #: trades whose aggressor the exchange did not say).
-SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL", "UNKNOWN")}
+SIDES: dict[str, tuple[str, ...]] = {"l2": ("bid", "ask"), "trades": ("bid", "ask", "BUY", "SELL", "UNKNOWN"),
+                                     # the taker's direction (null where unknown); old stores lack it
+                                     "trades.aggressor": AGGRESSOR_VALUES}
 DATA_TABLES = ("l2", "ticker", "trades")
 
 
@@ -65,7 +67,7 @@ def _bad_size(col: str, table: str = "") -> str:
 
 
 def _bad_side(col: str, table: str) -> str:
-    allowed = ", ".join(f"'{v}'" for v in SIDES[table])
+    allowed = ", ".join(f"'{v}'" for v in SIDES.get(f"{table}.{col}", SIDES[table]))
     return f"({_q(col)} IS NOT NULL AND {_q(col)} NOT IN ({allowed}))"
 
 
@@ -242,7 +244,7 @@ def _aggregate_sql(table: str, cols: list[str]) -> str:
         aggs.append(f"count(*) FILTER (WHERE {_bad_price(c)}) AS {_q('price:' + c)}")
     for c in _level_columns(table, cols, "size"):
         aggs.append(f"count(*) FILTER (WHERE {_bad_size(c)}) AS {_q('size:' + c)}")
-    for c in SIDE_COLUMNS.get(table, ()):
+    for c in (c for c in SIDE_COLUMNS.get(table, ()) if c in cols):
         aggs.append(f"count(*) FILTER (WHERE {_bad_side(c, table)}) AS {_q('side:' + c)}")
     key_sql = ", ".join(keys)
     return (f"SELECT {key_sql}, epoch_ns(time) // {NS_PER_DAY} AS day, {', '.join(aggs)} "

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mktpred.book.table import BOOK_TABLE, MAX_DEPTH, book_schema, depth_of
+from mktpred.naming import PARTITION_RE
 from mktpred.store.layout import MANIFEST_NAME, QUARANTINE_DIR, TMP_SUFFIX
 from mktpred.store.schemas import TABLE_SCHEMAS
 from mktpred.validate.report import CheckResult, Finding, Status
@@ -29,7 +30,6 @@ from mktpred.validate.report import CheckResult, Finding, Status
 DERIVED_TABLES = (BOOK_TABLE,)
 KNOWN_TABLES = (*TABLE_SCHEMAS, *DERIVED_TABLES)
 
-_PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})\Z")
 _PART_SUFFIX = re.compile(r"-\d+\Z")
 
 
@@ -113,7 +113,7 @@ def _scan_table(inv: Inventory, table_dir: Path, *, contract: bool = True) -> No
         here = Path(dirpath)
         dirnames.sort()
         rel_dir = here.relative_to(inv.root).as_posix()
-        m = _PARTITION.match(here.name) if here != table_dir else None
+        m = PARTITION_RE.match(here.name) if here != table_dir else None
         if here != table_dir and (m is None or here.parent != table_dir):
             for name in sorted(filenames):
                 inv.stray.append(Finding(f"{rel_dir}/{name}", "file outside a date= partition"))

@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from mktpred.coinbase.protocol import TABLE_LISTS
 from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.validate.content import TableStats
 from mktpred.validate.inventory import _PART_SUFFIX, KNOWN_TABLES, DataFile, Inventory
@@ -85,7 +86,7 @@ def check_outputs(inv: Inventory, manifest: Manifest) -> CheckResult:
 
 
 #: which frames (``messages.channel``) carry the rows of which table
-CHANNEL_TABLE = {"l2_data": "l2", "ticker": "ticker", "ticker_batch": "ticker", "market_trades": "trades"}
+CHANNEL_TABLE = {channel: table for channel, (table, _) in TABLE_LISTS.items()}
 
 
 def check_rows(inv: Inventory, manifest: Manifest, stats: dict[str, TableStats]) -> CheckResult:

@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mktpred.naming import is_part, is_sealed, segment_files
 from mktpred.store.manifest import Manifest, file_hash
 from mktpred.validate.report import CheckResult, Finding, Status
-
-SEALED_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz")
-PART_SUFFIX = ".part"
 
 
 @dataclass
@@ -26,16 +24,8 @@ class RawResult:
 
 
 def _segments(raw_dir: Path) -> tuple[list[Path], list[Path]]:
-    sealed: list[Path] = []
-    parts: list[Path] = []
-    for path in sorted(raw_dir.rglob("*")):
-        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(raw_dir).parts):
-            continue
-        if path.name.endswith(PART_SUFFIX) and path.name[: -len(PART_SUFFIX)].endswith(SEALED_SUFFIXES):
-            parts.append(path)
-        elif path.name.endswith(SEALED_SUFFIXES):
-            sealed.append(path)
-    return sealed, parts
+    files = segment_files(raw_dir, recursive=True)
+    return [p for p in files if is_sealed(p.name)], [p for p in files if is_part(p.name)]
 
 
 def check_raw(raw_dir: Path, manifest: Manifest) -> RawResult:

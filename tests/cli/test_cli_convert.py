@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mktpred.cli.app import app
-from mktpred.convert.synth import SynthSpec, write_segment
+from mktpred.testing.raw import SynthSpec, write_segment
 
 runner = CliRunner()
 STEM = "coinbase_20260809T210548Z"

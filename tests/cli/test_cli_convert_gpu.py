@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from mktpred.cli.app import app
 from mktpred.config import Config
 from mktpred.convert import gpu_engine
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 from tests.unit.gpu_standins import ArrowRangeReader
 from tests.unit.test_gpu import FakeNvml
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from mktpred.cli.app import app
-from mktpred.validate.synthetic import NS_PER_S, ConnSpec, SyntheticStore, write_synthetic_store
+from mktpred.testing.store import NS_PER_S, ConnSpec, SyntheticStore, write_synthetic_store
 
 runner = CliRunner()
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z

@@ -14,8 +14,8 @@ from mktpred.convert.cpu_engine import CpuEngine
 from mktpred.convert.records import check_line
 from mktpred.convert.runner import run_convert
 from mktpred.convert.segment import convert_one, segment_of
-from mktpred.convert.synth import SynthSpec, generate_lines
 from mktpred.errors import TooManyInvalidLines
+from mktpred.testing.raw import SynthSpec, generate_lines
 
 STEM = "coinbase_20260809T210548Z"
 

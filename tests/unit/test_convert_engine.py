@@ -16,11 +16,13 @@ import pytest
 
 from mktpred.config import Config
 from mktpred.convert.cpu_engine import CpuEngine
-from mktpred.convert.engine import SegmentJob, SegmentResult, convert_segment, select_engine
+from mktpred.convert.factory import select_engine
+from mktpred.convert.jobs import SegmentJob, SegmentResult
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, write_segment
+from mktpred.convert.segment import convert_segment
 from mktpred.errors import GPUUnavailable, UsageError
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 
 GPU_MODULE = "mktpred.convert.gpu_engine"
 

@@ -20,8 +20,8 @@ import pytest
 import mktpred.store.writer as writer_mod
 from mktpred.config import Config
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 
 STEMS = ["coinbase_20260809T210548Z", "coinbase_20260809T220000Z", "coinbase_20260809T230000Z"]
 

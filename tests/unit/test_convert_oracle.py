@@ -16,7 +16,7 @@ import pytest
 
 from mktpred.config import Config
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, write_segment
+from mktpred.testing.raw import SynthSpec, write_segment
 
 
 def parse_ns(text: str) -> int:

@@ -99,7 +99,9 @@ def expected(recs: list[tuple[dict[str, Any], bool, int, str]]) -> dict[tuple[st
             else:
                 for x in ev["trades"]:
                     out[("trades", date)].append((r, t, c, seq, x["product_id"], snap, x["trade_id"], x["side"],
-                                                  float(x["price"]), float(x["size"]), ns(x["time"]) // 1000))
+                                                  float(x["price"]), float(x["size"]), ns(x["time"]) // 1000,
+                                                  # the maker's side: a SELL trade was a taker buy
+                                                  {"SELL": "buy", "BUY": "sell"}[x["side"]]))
                     n_rows += 1
         out[("messages", date)].append((r, t, c, seq, frame["channel"], len(frame["events"]), n_rows))
     return out

@@ -16,11 +16,11 @@ import pytest
 import zstandard
 
 from mktpred.config import Config, load_config
-from mktpred.convert.csv_import import run_csv2parquet, stem_for
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import DataError, TooManyInvalidLines, UsageError
+from mktpred.ingest.csv_import import run_csv2parquet, stem_for
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 from mktpred.validate import validate_store
 
 BOOK = """exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount
@@ -117,10 +117,10 @@ def test_tardis_trades_and_quotes_rows_hand_checked(tmp_path: Path) -> None:
     assert rows(store, "trades") == [
         {"recv_time": ns(1786309548230001), "time": ns(1786309548228568), "conn": None, "seq": None,
          "product_id": "btcusdt", "is_snapshot": False, "trade_id": "123", "side": "BUY", "price": 65000.5,
-         "size": 0.01, "trade_time": ns(1786309548228568)},
+         "size": 0.01, "trade_time": ns(1786309548228568), "aggressor": "buy"},
         {"recv_time": ns(1786309548330001), "time": ns(1786309548328568), "conn": None, "seq": None,
          "product_id": "btcusdt", "is_snapshot": False, "trade_id": "abc-124", "side": "SELL", "price": 65000.4,
-         "size": 0.02, "trade_time": ns(1786309548328568)},
+         "size": 0.02, "trade_time": ns(1786309548328568), "aggressor": "sell"},
     ]
     nulls = dict.fromkeys(["conn", "seq", "price", "volume_24h", "low_24h", "high_24h", "low_52w", "high_52w",
                            "price_pct_chg_24h"])

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mktpred.convert.csv_formats import (
+from mktpred.errors import DataError, UsageError
+from mktpred.ingest.csv_formats import (
     GenericLayout,
     MktpredLayout,
     TardisLayout,
@@ -20,10 +21,9 @@ from mktpred.convert.csv_formats import (
     recognise,
     unify,
 )
-from mktpred.convert.csv_formats import Sniffed as S
-from mktpred.convert.csv_import import find_inputs
-from mktpred.convert.csv_read import locate_rows, read_header, strip_csv_suffix
-from mktpred.errors import DataError, UsageError
+from mktpred.ingest.csv_formats import Sniffed as S
+from mktpred.ingest.csv_import import find_inputs
+from mktpred.ingest.csv_read import locate_rows, read_header, strip_csv_suffix
 from mktpred.store.schemas import TABLE_SCHEMAS
 
 

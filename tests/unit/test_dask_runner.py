@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 from mktpred.cli.app import app
 from mktpred.config import Config, load_config
 from mktpred.convert import dask_runner
-from mktpred.convert.engine import SegmentFailure, SegmentJob, SegmentResult
 from mktpred.convert.gpu_engine import gpu_unavailable_reason
+from mktpred.convert.jobs import SegmentFailure, SegmentJob, SegmentResult
 from mktpred.convert.runner import run_convert
 from mktpred.convert.segment import run_job
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import RuntimeFailure, UsageError
 from mktpred.progress import Progress
 from mktpred.store.manifest import Manifest
+from mktpred.testing.raw import SynthSpec, write_segment
 
 STEMS = ("coinbase_20260809T210548Z", "coinbase_20260810T000000Z", "coinbase_20260811T000000Z")
 

@@ -20,11 +20,13 @@ import zstandard
 from mktpred.config import Config, load_config
 from mktpred.convert import gpu_engine
 from mktpred.convert.cpu_engine import CpuEngine
-from mktpred.convert.engine import EngineRejected, SegmentJob, select_engine
+from mktpred.convert.engine import EngineRejected
+from mktpred.convert.factory import select_engine
 from mktpred.convert.gpu_engine import RAW_SCHEMA, GpuEngine
+from mktpred.convert.jobs import SegmentJob
 from mktpred.convert.segment import run_job
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.errors import EngineFailed, GPUUnavailable
+from mktpred.testing.raw import SynthSpec, write_segment
 from tests.unit.engine_batches import concat_batches
 from tests.unit.gpu_standins import ArrowRangeReader
 

@@ -13,11 +13,12 @@ import zstandard
 
 from mktpred.config import load_config
 from mktpred.convert.cpu_engine import CpuEngine
-from mktpred.convert.engine import SegmentJob, select_engine
+from mktpred.convert.factory import select_engine
 from mktpred.convert.gpu_engine import GpuEngine
+from mktpred.convert.jobs import SegmentJob
 from mktpred.convert.segment import run_job
-from mktpred.convert.synth import SynthSpec, write_segment
 from mktpred.gpu import GPUMemoryMonitor, detect_gpu
+from mktpred.testing.raw import SynthSpec, write_segment
 from tests.unit.engine_batches import concat_batches
 
 pytestmark = pytest.mark.gpu

@@ -18,8 +18,8 @@ import pytest
 from mktpred.book import build_book
 from mktpred.errors import UsageError
 from mktpred.store.manifest import Manifest
+from mktpred.testing.store import NS_PER_S, ConnSpec, SyntheticStore, write_synthetic_store
 from mktpred.validate import Status, ValidationReport, validate_store
-from mktpred.validate.synthetic import NS_PER_S, ConnSpec, SyntheticStore, write_synthetic_store
 
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
 D1, D2 = "2025-11-21", "2025-11-22"

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mktpred.config import Config, load_config
-from mktpred.convert.csv_import import run_csv2parquet
 from mktpred.convert.runner import run_convert
-from mktpred.convert.synth import SynthSpec, generate_lines, write_segment
+from mktpred.ingest.csv_import import run_csv2parquet
 from mktpred.store.manifest import Manifest, SourceEntry
+from mktpred.testing.raw import SynthSpec, generate_lines, write_segment
 from mktpred.validate import Status, ValidationReport, validate_store
 from mktpred.validate.manifest_checks import segment_key
 

@@ -24,9 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mktpred.convert.csv_read import ScanSpec
+from mktpred.coinbase.protocol import AGGRESSOR_OF_TRADE_SIDE
 from mktpred.errors import DataError, UsageError
-from mktpred.store.schemas import REQUIRED_COLUMNS, TABLE_SCHEMAS, TS_NS, TS_US
+from mktpred.ingest.csv_read import ScanSpec
+from mktpred.store.schemas import REQUIRED_COLUMNS, TABLE_SCHEMAS, TS_NS, TS_US, aggressor_column
 
 FORMATS = ("auto", "mktpred", "tardis", "generic")
 
@@ -216,6 +217,11 @@ class MktpredLayout(CsvLayout):
         drops = Drops()
         cols: list[pa.Array] = []
         for f in self.schema:
+            if f.name not in batch.schema.names and (self.table, f.name) in _ADDED_COLUMNS:
+                # an export from before the column existed: its trades came from Coinbase
+                cols.append(aggressor_column(_plain(batch.column("side")).cast(pa.string()),
+                                             AGGRESSOR_OF_TRADE_SIDE))
+                continue
             arr = _plain(batch.column(f.name))
             if pa.types.is_timestamp(f.type):
                 ts, bad = parse_iso_ns(arr)
@@ -231,6 +237,10 @@ class MktpredLayout(CsvLayout):
 
 
 _TARDIS_TRADE_SIDES = ("buy", "sell", "unknown")
+#: Tardis trade side (the taker's) -> ``trades.aggressor``
+TARDIS_AGGRESSOR = {"buy": "buy", "sell": "sell"}
+#: columns a mktpred CSV may lack because an older mktpred wrote it, and how to fill them in
+_ADDED_COLUMNS = {("trades", "aggressor")}
 
 
 @dataclass(frozen=True)
@@ -271,7 +281,9 @@ class TardisLayout(CsvLayout):
         elif self.kind == "trades":
             values = {**common, "is_snapshot": pa.nulls(n, pa.bool_()).fill_null(False),
                       "trade_id": col["id"], "side": pc.utf8_upper(col["side"]), "price": col["price"],
-                      "size": col["amount"], "trade_time": pc.cast(time, TS_US, safe=False)}
+                      "size": col["amount"], "trade_time": pc.cast(time, TS_US, safe=False),
+                      # Tardis' side is the taker's own: buy -> buy, sell -> sell, unknown -> null
+                      "aggressor": aggressor_column(pc.cast(col["side"], pa.string()), TARDIS_AGGRESSOR)}
         else:
             values = {**common, "is_snapshot": pa.nulls(n, pa.bool_()).fill_null(False),
                       "best_bid": col["bid_price"], "best_bid_size": col["bid_amount"],
@@ -353,7 +365,8 @@ def recognise(header: Sequence[str]) -> CsvLayout | None:
     if len(cols) != len(header):
         return None
     for table, schema in TABLE_SCHEMAS.items():
-        if cols == set(schema.names):
+        ours = set(schema.names)
+        if cols == ours or cols == ours - {c for t, c in _ADDED_COLUMNS if t == table}:
             return mktpred_layout(table)
     for kind, (_, names) in TARDIS_KINDS.items():
         if cols == set(names):

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mktpred.store.layout import StoreLayout
 from mktpred.store.manifest import Manifest, SourceEntry, file_hash
 from mktpred.store.schemas import TABLE_SCHEMAS
+from mktpred.store.writer import write_parquet_file
 
 NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
@@ -173,10 +173,12 @@ def _conn_tables(spec: ConnSpec, rng: np.random.Generator) -> dict[str, pa.Table
         "seq": pa.array(seq[f]), "product_id": _strings(products, prod[f]),
         "is_snapshot": pa.array(np.zeros(len(f), dtype=bool)),
         "trade_id": pa.array(f + 1_000_000).cast(pa.string()),
-        "side": _strings(np.array(["bid", "ask"]), rng.integers(0, 2, len(f))),
+        "side": _strings(np.array(["bid", "ask"]), trade_side := rng.integers(0, 2, len(f))),
         "price": pa.array(np.round(base[prod[f]], 2)),
         "size": pa.array(np.round(rng.exponential(0.1, len(f)) + 1e-8, 8)),
         "trade_time": _ts(t[f] // 1000, "us"),
+        # a trade at the bid was a taker sell, at the ask a taker buy
+        "aggressor": _strings(np.array(["sell", "buy"]), trade_side),
     }, schema=TABLE_SCHEMAS["trades"])
 
     ev_recv = [spec.start_ns - 50_000_000, spec.start_ns - 10_000_000]
@@ -257,9 +259,8 @@ def write_synthetic_store(
                 per_file = max_rows_per_file or chunk.num_rows
                 for k, start in enumerate(range(0, chunk.num_rows, per_file)):
                     path = layout.data_file(table, date, stem, k)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(chunk.slice(start, per_file), path, compression=compression,
-                                   row_group_size=row_group_rows, write_page_checksum=True)
+                    write_parquet_file(chunk.slice(start, per_file), path, compression=compression,
+                                       row_group_rows=row_group_rows)
                     outputs.append(path.relative_to(root).as_posix())
                     result.files.append(path)
             rows[table] = data.num_rows

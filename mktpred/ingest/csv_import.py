@@ -6,7 +6,7 @@
    is written; generic files are sniffed by DuckDB and share one type per column.
 3. *Convert* each file that changed (the manifest entry keyed by the file's absolute path records
    size, mtime, hash and how it was read; ``force`` redoes all): DuckDB streams typed Arrow batches
-   (bounded memory), :mod:`mktpred.convert.csv_formats` maps them to the table, the store writer
+   (bounded memory), :mod:`mktpred.ingest.csv_formats` maps them to the table, the store writer
    writes date partitions atomically, malformed rows go to the quarantine with their line.
 
 Output files are named ``<file name>_<8 hex of its path>.parquet``, so files of the same name in
@@ -22,16 +22,17 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import Any, ClassVar
 
 from mktpred import __version__
 from mktpred.config import Config
-from mktpred.convert.csv_formats import (
+from mktpred.convert.summary import RunSummary
+from mktpred.errors import (
+    DataError,
+    UsageError,
+)
+from mktpred.ingest.csv_formats import (
     FORMATS,
     GENERIC_TYPES,
     CsvLayout,
@@ -44,7 +45,7 @@ from mktpred.convert.csv_formats import (
     recognise,
     sniff,
 )
-from mktpred.convert.csv_read import (
+from mktpred.ingest.csv_read import (
     CSV_SUFFIXES,
     MAX_BAD_ROWS,
     DuckScan,
@@ -54,17 +55,11 @@ from mktpred.convert.csv_read import (
     read_header,
     strip_csv_suffix,
 )
-from mktpred.convert.quarantine import Quarantine
-from mktpred.convert.summary import RunSummary
-from mktpred.errors import (
-    DataError,
-    OutputNotWritable,
-    UsageError,
-)
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.layout import TMP_SUFFIX, StoreLayout, atomic_replace
-from mktpred.store.manifest import Manifest, SourceEntry, file_hash
-from mktpred.store.writer import PartitionedWriter
+from mktpred.store.manifest import SourceEntry, file_hash
+from mktpred.store.quarantine import Quarantine
+from mktpred.store.session import StoreSession
+from mktpred.store.writer import PartitionedWriter, SingleFileWriter, TableWriter
 
 STAGE = "csv2parquet"
 ENGINE = "duckdb-csv"
@@ -305,91 +300,11 @@ class WriteSettings:
                    cfg.convert.threads)
 
 
-class _Writer(Protocol):
-    rows: dict[str, int]
-
-    def write(self, table: str, data: pa.Table) -> None: ...
-
-    def commit(self) -> list[str]: ...
-
-    def abort(self) -> None: ...
-
-
-class SingleFileWriter:
-    """A generic table without a time column: one file ``<root>/<table>/<stem>.parquet``, written
-    under a temporary name in bounded row groups and renamed into place by :meth:`commit`."""
-
-    def __init__(self, root: Path, table: str, stem: str, schema: pa.Schema, settings: WriteSettings,
-                 row_group_bytes: int = 64 * 2**20) -> None:
-        self.root = root
-        self.final = StoreLayout(root).table_dir(table) / f"{stem}.parquet"
-        self.tmp = self.final.with_name(self.final.name + TMP_SUFFIX)
-        self.schema = schema
-        self.settings = settings
-        self.row_group_bytes = row_group_bytes
-        self.rows: dict[str, int] = {}
-        self._table = table
-        self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.Table] = []
-        self._pending_rows = self._pending_bytes = 0
-
-    def write(self, table: str, data: pa.Table) -> None:
-        if data.num_rows == 0:
-            return
-        self._pending.append(data)
-        self._pending_rows += data.num_rows
-        self._pending_bytes += data.nbytes
-        self.rows[table] = self.rows.get(table, 0) + data.num_rows
-        if self._pending_rows >= self.settings.row_group_rows or self._pending_bytes >= self.row_group_bytes:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        comp = None if self.settings.compression == "none" else self.settings.compression
-        try:
-            if self._writer is None:
-                self.tmp.parent.mkdir(parents=True, exist_ok=True)
-                level = self.settings.compression_level if comp in ("zstd", "gzip", "brotli") else None
-                self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=comp, compression_level=level)
-            data = pa.concat_tables(self._pending)
-            self._writer.write_table(data, row_group_size=max(self.settings.row_group_rows, data.num_rows))
-        except OSError as exc:
-            raise OutputNotWritable(f"cannot write {self.tmp.name}: {exc.strerror or exc}",
-                                    where=str(self.tmp.parent)) from None
-        self._pending.clear()
-        self._pending_rows = self._pending_bytes = 0
-
-    def commit(self) -> list[str]:
-        self._flush()
-        try:
-            if self._writer is None:
-                self.final.unlink(missing_ok=True)
-                return []
-            self._writer.close()
-            self._writer = None
-            atomic_replace(self.tmp, self.final)
-        except OSError as exc:
-            raise OutputNotWritable(f"cannot finish {self.final.name}: {exc.strerror or exc}",
-                                    where=str(self.final.parent)) from None
-        return [self.final.relative_to(self.root).as_posix()]
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:
-                pass
-            self._writer = None
-        self.tmp.unlink(missing_ok=True)
-        self._pending.clear()
-        self.rows.clear()
-
-
-def _writer_for(plan: FilePlan, root: Path, settings: WriteSettings) -> _Writer:
+def _writer_for(plan: FilePlan, root: Path, settings: WriteSettings) -> TableWriter:
     lay = plan.layout
     if lay.date_column is None:
-        return SingleFileWriter(root, lay.table, plan.stem, lay.schema, settings)
+        return SingleFileWriter(root, lay.table, plan.stem, lay.schema, compression=settings.compression,
+                                compression_level=settings.compression_level, row_group_rows=settings.row_group_rows)
     return PartitionedWriter(root, plan.stem, compression=settings.compression,
                              compression_level=settings.compression_level, row_group_rows=settings.row_group_rows,
                              schemas={lay.table: lay.schema}, date_columns=(lay.date_column,))
@@ -453,51 +368,11 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def _check_store(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".mktpred-write-test{TMP_SUFFIX}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputNotWritable(f"parquet directory is not writable: {exc.strerror or exc}", where=str(root)) \
-            from None
-
-
-def _sweep(root: Path) -> None:
-    """Remove temporary files an interrupted run left (in tables, partitions and the quarantine)."""
-    layout = StoreLayout(root)
-    for table in layout.tables():
-        for p in layout.table_dir(table).glob("*" + TMP_SUFFIX):
-            p.unlink(missing_ok=True)
-        for p in layout.table_dir(table).glob("date=*/*" + TMP_SUFFIX):
-            p.unlink(missing_ok=True)
-    if layout.quarantine_dir.is_dir():
-        for p in layout.quarantine_dir.glob("*" + TMP_SUFFIX):
-            p.unlink(missing_ok=True)
-
-
-def _up_to_date(entry: SourceEntry | None, plan: FilePlan, root: Path) -> bool:
-    if entry is None or entry.kind != "csv" or entry.csv_format != plan.layout.key:
-        return False
-    if entry.size != plan.size or entry.mtime_ns != plan.mtime_ns:
-        return False
-    return all((root / o).is_file() for o in entry.outputs)
-
-
 def _entry(r: CsvFileResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="csv", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, outputs=list(r.outputs), engine=ENGINE, mktpred_version=__version__,
-        converted_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), csv_format=r.csv_format)
-
-
-def _drop_stale(root: Path, old: SourceEntry | None, new_outputs: list[str]) -> None:
-    """Remove what an earlier import of the same file wrote and this one did not (another table)."""
-    if old is None:
-        return
-    for rel in set(old.outputs) - set(new_outputs):
-        (root / rel).unlink(missing_ok=True)
+        csv_format=r.csv_format)
 
 
 def run_csv2parquet(
@@ -526,31 +401,31 @@ def run_csv2parquet(
     plans, failures = plan_files(paths, fmt, table=table, schema=schema, time_column=time_column)
     summary = Csv2ParquetSummary([str(i) for i in inputs], str(root), fmt, files_found=len(paths),
                                  failures=failures)
-    _check_store(root)
-    _sweep(root)
-    manifest = Manifest.load(root)
-    todo = [p for p in plans if force or not _up_to_date(manifest.get(p.path), p, root)]
-    summary.skipped = len(plans) - len(todo)
-    total_bytes = sum(p.size for p in todo)
-    done = {"files": 0, "bytes": 0, "rows": 0}
-    progress(Progress(STAGE, 0, len(todo), 0, total_bytes, 0))
-    for plan in todo:
-        def on_progress(nbytes: int, nrows: int, _name: str = plan.path.name) -> None:
-            progress(Progress(STAGE, done["files"], len(todo), done["bytes"] + nbytes, total_bytes,
-                              done["rows"] + nrows, _name))
-        try:
-            result = convert_file(plan, root, WriteSettings.from_config(cfg), on_progress=on_progress, clock=clock)
-        except DataError as exc:
-            summary.failures.append(CsvFileFailure(str(plan.path), exc.message, exc.exit_code))
-        else:
-            _drop_stale(root, manifest.get(plan.path), result.outputs)
-            manifest.put(_entry(result))
-            manifest.save(root)
-            summary.files.append(result)
-            done["rows"] += sum(result.rows.values())
-        done["files"] += 1
-        done["bytes"] += plan.size
-        progress(Progress(STAGE, done["files"], len(todo), done["bytes"], total_bytes, done["rows"], plan.path.name))
+    session = StoreSession.open(root)
+    try:
+        todo = [p for p in plans if force or not session.unchanged(
+            p.path, size=p.size, mtime_ns=p.mtime_ns, kind="csv", csv_format=p.layout.key)]
+        summary.skipped = len(plans) - len(todo)
+        total_bytes = sum(p.size for p in todo)
+        done = {"files": 0, "bytes": 0, "rows": 0}
+        progress(Progress(STAGE, 0, len(todo), 0, total_bytes, 0))
+        for plan in todo:
+            def on_progress(nbytes: int, nrows: int, _name: str = plan.path.name) -> None:
+                progress(Progress(STAGE, done["files"], len(todo), done["bytes"] + nbytes, total_bytes,
+                                  done["rows"] + nrows, _name))
+            try:
+                result = convert_file(plan, root, WriteSettings.from_config(cfg), on_progress=on_progress, clock=clock)
+            except DataError as exc:
+                summary.failures.append(CsvFileFailure(str(plan.path), exc.message, exc.exit_code))
+            else:
+                session.commit(_entry(result))
+                summary.files.append(result)
+                done["rows"] += sum(result.rows.values())
+            done["files"] += 1
+            done["bytes"] += plan.size
+            progress(Progress(STAGE, done["files"], len(todo), done["bytes"], total_bytes, done["rows"], plan.path.name))
+    finally:
+        session.close()
 
     counts: Counter[str] = Counter()
     for r in summary.files:
@@ -573,7 +448,6 @@ __all__ = [
     "CsvFileFailure",
     "CsvFileResult",
     "FilePlan",
-    "SingleFileWriter",
     "WriteSettings",
     "convert_file",
     "find_inputs",
