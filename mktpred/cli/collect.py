@@ -16,10 +16,10 @@ import typer
 from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.output import Terminal
 from mktpred.config import load_config
-from mktpred.errors import Interrupted
+from mktpred.errors import Interrupted, MktpredError
 
 if TYPE_CHECKING:
-    from mktpred.collect import CollectStatus
+    from mktpred.collect import CollectResult, CollectStatus
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -53,7 +53,7 @@ def collect_command(
     SIGTERM seals the segment and exits 0; Ctrl-C does the same and exits 130.
 
     Example: mktpred collect --products BTC-USD,ETH-USD --channels level2,ticker --duration 60"""
-    from mktpred.collect import CollectSettings, run_collect
+    from mktpred.collect import Collector, CollectSettings
 
     cfg = load_config(config, {
         "collect.url": url, "collect.products": _csv(products), "collect.channels": _csv(channels),
@@ -64,19 +64,33 @@ def collect_command(
     settings = CollectSettings.from_config(cfg, duration_s=duration)
     term = Terminal()
     stop = threading.Event()
-    with _stop_on_signals(stop) as caught, _status_view(term, cfg.collect.status_interval_s) as (show, every):
-        result = run_collect(settings, stop=stop, on_status=show, status_every_s=every)
-    summary = result.to_dict()
+    collector = Collector(settings, stop=stop)
+    try:
+        with _stop_on_signals(stop) as caught, _status_view(term, cfg.collect.status_interval_s) as (show, every):
+            result = collector.run(show, every)
+    except MktpredError:
+        # A failed run still recorded something: --json shows what (its "error" says why); the
+        # error line itself is printed by the command wrapper.
+        if as_json and collector.result is not None:
+            term.json(collector.result.to_dict())
+        raise
     if as_json:
-        term.json(summary)
+        term.json(result.to_dict())
     else:
-        term.info(f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
-                  f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
-                  f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, "
-                  f"stalls {result.stalls}" + (f", repaired {len(result.repaired)} leftover .part "
-                                               f"({result.trimmed_bytes} bytes trimmed)" if result.repaired else ""))
+        term.info(_final_line(result))
     if caught and caught[0] == signal.SIGINT:
         raise Interrupted("interrupted (segments sealed)")
+
+
+def _final_line(result: CollectResult) -> str:
+    """The one summary line of a run that succeeded."""
+    return (f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
+            f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
+            f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, stalls {result.stalls}"
+            + (f", server errors {result.server_errors} (last: {result.last_server_error})"
+               if result.server_errors else "")
+            + (f", repaired {len(result.repaired)} leftover .part ({result.trimmed_bytes} bytes trimmed)"
+               if result.repaired else ""))
 
 
 @contextmanager
@@ -148,24 +162,28 @@ def _line(st: CollectStatus) -> str:
 
 
 def _panel(st: CollectStatus) -> Any:
-    """The live panel: one row per connection and channel."""
+    """The live panel: one row per connection and channel.  Every cell is plain :class:`Text`:
+    channel names come from the network and paths from the user, never markup."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(show_lines=False, header_style="bold", expand=False)
     for col in ("conn", "state", "channel", "frames", "frames/s", "rows/s", "MiB in", "reconnects", "gaps",
                 "last frame"):
         t.add_column(col, justify="right" if col not in ("conn", "state", "channel") else "left")
     for c in st.connections:
-        t.add_row(f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
-                  f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
-                  str(c.gaps), _age(c.last_frame_age_s))
+        t.add_row(*map(Text, (f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
+                              f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
+                              str(c.gaps), _age(c.last_frame_age_s))))
         for ch in c.channels:
-            t.add_row("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}", f"{ch.rows_per_s:,.0f}",
-                      "", "", "", "")
-    warn = " [bold red]WRITER BEHIND[/]" if st.buffer_full_events else ""
-    foot = (f"segment {Path(st.segment).name if st.segment else '-'} · written {st.bytes_written / 2**20:,.1f} MiB, "
-            f"{st.lines_written:,} lines · sealed {st.segments_sealed} · buffer {st.buffer_fill:.0%} "
-            f"of {st.buffer_capacity / 2**20:,.0f} MiB{warn} · {st.elapsed_s:,.0f} s")
+            t.add_row(*map(Text, ("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
+                                  f"{ch.rows_per_s:,.0f}", "", "", "", "")))
+    foot = Text(f"segment {Path(st.segment).name if st.segment else '-'} · written "
+                f"{st.bytes_written / 2**20:,.1f} MiB, {st.lines_written:,} lines · sealed {st.segments_sealed} · "
+                f"buffer {st.buffer_fill:.0%} of {st.buffer_capacity / 2**20:,.0f} MiB")
+    if st.buffer_full_events:
+        foot.append(" WRITER BEHIND", style="bold red")
+    foot.append(f" · {st.elapsed_s:,.0f} s")
     return Panel(Group(t, foot), title="mktpred collect", expand=False)

@@ -3,6 +3,11 @@
 Status and progress go to stderr; data and ``--json`` go to stdout.  On a terminal progress is a
 live Rich bar; elsewhere (CI, pipes, systemd) it is a plain line every few seconds.  Rich honours
 ``NO_COLOR`` itself.
+
+Text that comes from the network, from files or from the user (server messages, paths, product
+ids, config values) is never Rich markup: a ``[/]`` in a server's error message must print as is,
+not crash the command.  Messages, table cells and panel bodies given as ``str`` are rendered as
+plain :class:`~rich.text.Text`; styles are applied here, around the text, never inside it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mktpred.progress import Progress as CoreProgress
 from mktpred.progress import ProgressCallback
@@ -38,6 +44,12 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as renderable text that is never parsed as markup (a ``str`` becomes :class:`Text`;
+    renderables such as tables and :class:`Text` pass through)."""
+    return Text(value) if isinstance(value, str) else value
 
 
 class Terminal:
@@ -54,11 +66,11 @@ class Terminal:
 
     # -- messages ---------------------------------------------------------------------------------
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True, highlight=False) \
+        self.err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"error: {message}\n")
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", soft_wrap=True) \
+        self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"warning: {message}\n")
 
     def info(self, message: str) -> None:
@@ -73,15 +85,16 @@ class Terminal:
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               *, to_stdout: bool = False) -> None:
-        t = Table(title=title, show_lines=False, header_style="bold")
+        """A table whose cells are plain text; pass a :class:`Text` for a styled cell."""
+        t = Table(title=None if title is None else Text(title), show_lines=False, header_style="bold")
         for c in columns:
-            t.add_column(c)
+            t.add_column(Text(c))
         for r in rows:
-            t.add_row(*("" if v is None else str(v) for v in r))
+            t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r))
         (self.out if to_stdout else self.err).print(t)
 
     def panel(self, body: Any, title: str, *, to_stdout: bool = False) -> None:
-        (self.out if to_stdout else self.err).print(Panel(body, title=title, expand=False))
+        (self.out if to_stdout else self.err).print(Panel(plain(body), title=Text(title), expand=False))
 
     # -- progress ---------------------------------------------------------------------------------
     @contextmanager
@@ -89,7 +102,7 @@ class Terminal:
         """A callback that renders :class:`mktpred.progress.Progress` events (bar or plain lines)."""
         if self.interactive:
             with Progress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.output import Terminal
@@ -58,10 +60,11 @@ def validate_command(
 
 def _render(term: Terminal, report: ValidationReport) -> None:
     rows = sum(report.rows.values())
-    term.out.print(f"[bold]{report.store}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
+    term.out.print(f"[bold]{escape(str(report.store))}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
                    f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
     term.table("checks", ["check", "status", "count", "details"],
-               [(c.name, _STYLE[c.status.value], c.count or "", c.details) for c in report.checks],
+               [(c.name, Text.from_markup(_STYLE[c.status.value]), c.count or "", c.details)
+                for c in report.checks],
                to_stdout=True)
     if report.coverage:
         cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,

@@ -7,6 +7,7 @@ validate it and to read ``channel`` and ``sequence_num``, never re-serialised.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -53,18 +54,25 @@ def frame_record(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return Frame(raw_record(recv_ns, prefix, payload), False)
+        return _raw_frame(recv_ns, prefix, payload)
+    info = _read_frame(doc)
+    del doc  # a big snapshot parses to several times its size: free it before building the line
     if b"\n" in payload or b"\r" in payload:
         # Valid JSON can only hold line breaks as whitespace between tokens: blank them so the
         # record stays one line; the document is unchanged.
         payload = payload.replace(b"\n", b" ").replace(b"\r", b" ")
-    line = b'{"recv_ns":%d%s%s}\n' % (recv_ns, prefix, payload)
+    info.line = b'{"recv_ns":%d%s%s}\n' % (recv_ns, prefix, payload)
+    return info
+
+
+def _read_frame(doc: Any) -> Frame:
+    """What the reader needs from a parsed frame (the line is filled in by the caller)."""
     if type(doc) is not dict:
-        return Frame(line, True)
+        return Frame(b"", True)
     channel = doc.get("channel")
     if channel is None and doc.get("type") == "error":
         text = " ".join(str(doc[k]) for k in ("message", "reason") if doc.get(k))
-        return Frame(line, True, error=text or "error")
+        return Frame(b"", True, error=text or "error")
     seq = doc.get("sequence_num")
     rows = 0
     snapshot = False
@@ -79,8 +87,27 @@ def frame_record(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
                         break
                 if channel == "l2_data" and ev.get("type") == "snapshot":
                     snapshot = True
-    return Frame(line, True, channel if type(channel) is str else None,
+    return Frame(b"", True, channel if type(channel) is str else None,
                  seq if type(seq) is int else None, rows, snapshot)
+
+
+def _raw_frame(recv_ns: int, prefix: bytes, payload: bytes) -> Frame:
+    """A frame orjson refuses is kept as ``raw``.  When Python's own parser still reads it (a lone
+    surrogate escape such as ``"\\ud800"`` is legal to it, not to orjson), its ``channel`` and
+    ``sequence_num`` still count, so the next frame is not taken for a sequence gap."""
+    channel: str | None = None
+    seq: int | None = None
+    if payload[:1] == b"{":
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            doc = None
+        if type(doc) is dict:
+            ch, sq = doc.get("channel"), doc.get("sequence_num")
+            channel = ch if type(ch) is str else None
+            seq = sq if type(sq) is int else None
+        del doc
+    return Frame(raw_record(recv_ns, prefix, payload), False, channel, seq)
 
 
 def raw_record(recv_ns: int, prefix: bytes, payload: bytes) -> bytes:

@@ -100,7 +100,9 @@ def test_max_reconnects_gives_up_with_exit_3(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--channels", "level2,orderbook"], "unknown channel 'orderbook'"),
+    (["--channels", "level2,orderbook"], 'collect.channels must be a list of channels among level2, ticker, '
+                                         'ticker_batch, market_trades, heartbeats, candles, status, got '
+                                         "['level2', 'orderbook']"),
     (["--url", "http://example.com"], "collect.url must be a ws:// or wss:// URL"),
     (["--duration", "0"], "--duration must be > 0"),
     (["--flush-interval", "-1"], "collect.flush_interval_s must be a number > 0"),
@@ -113,18 +115,23 @@ def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> No
     assert not (tmp_path / "raw").exists()
 
 
-def test_server_error_frames_are_recorded_and_shown(tmp_path: Path) -> None:
-    """An error frame (unknown product) is kept on disk and shown as a warning naming the problem."""
+def test_refused_product_is_exit_2_with_the_servers_words(tmp_path: Path) -> None:
+    """The simulator refuses an unknown product: exit 2 naming the server's words, the error frame kept on disk."""
     raw = tmp_path / "raw"
     with SimulatedExchange(products=["BTC-USD"], rate=50.0, seed=22, depth=50) as sim:
-        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--products", "NOPE-USD",
-                                     "--channels", "ticker", "--duration", "1", "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert "warning: conn 1: the server says: failure to subscribe" in result.stderr
+        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--products", "btcusd",
+                                     "--channels", "ticker", "--duration", "20", "--json"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("error: the server refused the subscription: failure to subscribe: unknown "
+                             "product_ids ['btcusd'] (conn 1)\n")
     doc = json.loads(result.stdout)
-    assert doc["server_errors"] == 1
+    assert doc["server_errors"] == 1 and doc["stopped_by"] == "stop" and doc["duration_s"] < 10
+    assert doc["error"] == result.stderr.removeprefix("error: ").rstrip("\n")
+    assert doc["last_server_error"] == "failure to subscribe: unknown product_ids ['btcusd']"
     lines = [json.loads(x) for x in Path(doc["segments"][0]).read_bytes().splitlines()]
-    assert any(rec.get("msg", {}).get("type") == "error" for rec in lines)
+    errors = [rec["msg"] for rec in lines if rec.get("msg", {}).get("type") == "error"]
+    assert errors == [{"type": "error", "message": "failure to subscribe: unknown product_ids ['btcusd']"}]
+    assert lines[-1]["event"] == "close" and lines[-1]["reason"] == "subscription refused"
 
 
 def test_disk_full_exits_3_and_keeps_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

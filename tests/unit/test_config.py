@@ -54,8 +54,8 @@ def test_nested_table_and_lists(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
-        ("[collect]\nconnections = 0\n", "collect.connections must be an integer >= 1, got 0"),
-        ("[collect]\nconnections = 1.5\n", "collect.connections must be an integer >= 1, got 1.5"),
+        ("[collect]\nconnections = 0\n", "collect.connections must be an integer 1..64, got 0"),
+        ("[collect]\nconnections = 1.5\n", "collect.connections must be an integer 1..64, got 1.5"),
         ("[gpu]\nenabled = 'yes'\n", 'gpu.enabled must be true or false, got "yes"'),
         ("[collect.backoff]\nmax_s = -1\n", "collect.backoff.max_s must be a number > 0, got -1"),
         ("[collect]\nbackoff = 3\n", "collect.backoff must be a table"),
