@@ -68,8 +68,9 @@ class Peer:
             return struct.pack("!BBH", b1, 126, length)
         return struct.pack("!BBQ", b1, 127, length)
 
-    def send_frame(self, opcode: int, payload: bytes) -> None:
-        self.send_raw(self.frame_header(opcode, len(payload)) + payload)
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.send_raw(self.frame_header(opcode, len(payload), fin))
+        self.send_raw(payload)  # not concatenated: a big frame is not copied on the server side
 
     def send_text(self, text: str | bytes) -> None:
         self.send_frame(OP_TEXT, text.encode() if isinstance(text, str) else text)
