@@ -153,9 +153,8 @@ class Collector:
             lock.release()
         error: MktpredError | None = self._errors[0] if self._errors else None
         if error is None and stopped_by == "duration" and not any(st.frames for st in self.stats):
-            last = "; ".join(f"conn {st.slot}: {st.last_error}" for st in self.stats if st.last_error)
-            error = NoDataReceived(f"no frame received in {s.duration_s:g} s"
-                                   + (f" (last: {last})" if last else ""))
+            why = "; ".join(f"conn {st.slot}: {_why_silent(st)}" for st in self.stats)
+            error = NoDataReceived(f"no frame received in {s.duration_s:g} s ({why})")
         self.result = self._result(started_ns, stopped_by, tuple(repaired), str(error) if error else None)
         if error is not None:
             raise error
@@ -259,6 +258,13 @@ class Collector:
             last_server_error=next((st.last_server_error for st in self.stats if st.last_server_error), ""),
             error=error, buffer_peak_bytes=self.buffer.peak_bytes, buffer_full_events=self.buffer.full_events,
             reader_blocked_s=round(self.buffer.blocked_s, 3), connections=summaries)
+
+
+def _why_silent(st: ConnectionStats) -> str:
+    """Why a connection slot delivered no frame, for the error line."""
+    if st.last_error and st.last_error != "shutdown":
+        return f"last: {st.last_error}"
+    return "connected, but the server sent nothing" if st.conns else "never connected"
 
 
 def run_collect(settings: CollectSettings, *, stop: threading.Event | None = None, clock: Clock | None = None,

@@ -167,16 +167,17 @@ class ConnectionWorker(threading.Thread):
             watchdog.join()
             if watchdog.fired == "deadline":
                 st.last_error = f"connect failed: no WebSocket handshake within {plan.handshake_timeout_s:g} s"
-            else:
+            elif watchdog.fired is None:
                 st.last_error = f"connect failed: {_describe(exc)}"
+            # (cut short by a stop: the previous attempt's reason is the one worth keeping)
             _close_quietly(ws, False)
             return None
         watchdog.done.set()
         watchdog.join()
         if watchdog.fired is not None:  # the deadline passed just as the handshake completed
             _close_quietly(ws, False)
-            st.last_error = ("shutdown" if watchdog.fired == "stop"
-                             else f"connect failed: no WebSocket handshake within {plan.handshake_timeout_s:g} s")
+            if watchdog.fired == "deadline":
+                st.last_error = f"connect failed: no WebSocket handshake within {plan.handshake_timeout_s:g} s"
             return None
         st.conns.append(conn)
         st.state = "open"

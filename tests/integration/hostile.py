@@ -164,11 +164,15 @@ class HostileServer:
             return len(self.peers)
 
     def _accept(self) -> None:
+        self.listener.settimeout(0.05)  # closing a listener does not wake accept(): poll the stop flag
         while not self.stopping.is_set():
             try:
                 sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            sock.settimeout(None)
             peer = Peer(sock, self.stopping)
             with self._lock:
                 self.peers.append(peer)
