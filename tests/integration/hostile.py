@@ -36,6 +36,7 @@ class Peer:
         self.stopping = stopping
         self.request = b""
         self.received: list[bytes] = []  # client text messages (unmasked), in order
+        self.reached = threading.Event()  # set by a script once it is in the state a test waits for
 
     # -- the HTTP upgrade ---------------------------------------------------------------------------
     def read_request(self) -> bytes:
