@@ -161,3 +161,43 @@ def test_disk_full_exits_3_and_keeps_whole_lines(tmp_path: Path, monkeypatch: py
     assert 0 < len(data) <= 200_000 and data.endswith(b"\n")
     assert all(json.loads(x)["conn"] for x in data.splitlines())
     assert not list(raw.glob("*.part"))
+
+
+def test_duration_run_without_a_frame_is_exit_3_with_the_reason_in_json(tmp_path: Path) -> None:
+    """A server that completes the handshake and then sends nothing: `--duration 1` exits 3, the error
+    line says why, and --json is still printed with the same reason in `error`."""
+    from tests.integration.hostile import HostileServer, Peer
+
+    with HostileServer(Peer.handshake) as srv:
+        result = runner.invoke(app, ["collect", "--url", srv.url, "--raw-dir", str(tmp_path / "raw"), "--duration",
+                                     "1", "--stall-timeout", "30", "--json"], catch_exceptions=False)
+    assert result.exit_code == 3
+    reason = "no frame received in 1 s (conn 1: connected, but the server sent nothing)"
+    assert result.stderr == f"error: {reason}\n"
+    doc = json.loads(result.stdout)
+    assert doc["error"] == reason and doc["frames"] == 0 and doc["stopped_by"] == "duration"
+    assert doc["events"] == 3  # open, subscribed, close: the attempt is on disk
+
+
+def test_duration_run_refused_connection_is_exit_3(tmp_path: Path) -> None:
+    """Nothing listening: a 1 s run is exit 3 naming the last connect failure (it was exit 0)."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("[collect.backoff]\ninitial_s = 0.05\nmax_s = 0.1\n")
+    result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", _closed_port_url(), "--raw-dir",
+                                 str(tmp_path / "raw"), "--duration", "1"], catch_exceptions=False)
+    assert result.exit_code == 3
+    *warnings, last = result.stderr.splitlines()
+    assert last == ("error: no frame received in 1 s (conn 1: last: connect failed: ConnectionRefusedError: "
+                    "[Errno 111] Connection refused)")
+    assert warnings and all(w.startswith("warning: conn 1: connect failed: ") for w in warnings)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_duration_is_exit_2(tmp_path: Path, value: str) -> None:
+    """`--duration nan` (which ran for ever) and `inf` are usage errors, like a negative one."""
+    result = runner.invoke(app, ["collect", "--raw-dir", str(tmp_path / "raw"), "--duration", value],
+                           catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --duration must be > 0 (a finite number of seconds), "
+                             f"got {float(value)}\n")
+    assert not (tmp_path / "raw").exists()
