@@ -13,18 +13,42 @@ multiples of the frame size.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import multiprocessing as mp
-import sys
+import socket
+import struct
 import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.hostile import HostileServer, Peer  # noqa: E402
+def serve_once(frame: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A listener on 127.0.0.1 that upgrades one connection, sends ``frame`` and keeps it open."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        conn.sendall(struct.pack("!BBQ", 0x81, 127, len(frame)))
+        conn.sendall(frame)
+        while conn.recv(65536):  # until the recorder hangs up
+            pass
+        conn.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return listener, t
 
 
 def snapshot(size_bytes: int) -> bytes:
@@ -72,16 +96,15 @@ def child(url: str, size: int, traced: bool, out: Connection) -> None:
 
 
 def measure(frame: bytes, traced: bool) -> tuple[int, int]:
-    def serve(peer: Peer) -> None:
-        peer.handshake()
-        peer.send_text(frame)
-
-    with HostileServer(serve) as srv:
-        recv, send = mp.Pipe(duplex=False)
-        p = mp.get_context("spawn").Process(target=child, args=(srv.url, len(frame), traced, send))
-        p.start()
-        result: tuple[int, int] = recv.recv()
-        p.join()
+    listener, server = serve_once(frame)
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}"
+    recv, send = mp.Pipe(duplex=False)
+    p = mp.get_context("spawn").Process(target=child, args=(url, len(frame), traced, send))
+    p.start()
+    result: tuple[int, int] = recv.recv()
+    p.join()
+    server.join(30)
+    listener.close()
     return result
 
 
