@@ -88,15 +88,19 @@ def test_second_recorder_on_the_same_dir_exits_3(tmp_path: Path) -> None:
 
 
 def test_max_reconnects_gives_up_with_exit_3(tmp_path: Path) -> None:
-    """With --max-reconnects 2 and nothing listening, collect gives up: exit 3, nothing left as .part."""
+    """With --max-reconnects 2 and nothing listening, collect gives up: exit 3, nothing left as .part,
+    and the --json summary still printed with the reason in `error`."""
     cfg = tmp_path / "m.toml"
     cfg.write_text("[collect.backoff]\ninitial_s = 0.05\nmax_s = 0.1\n")
     raw = tmp_path / "raw"
     result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", _closed_port_url(), "--raw-dir",
-                                 str(raw), "--max-reconnects", "2"], catch_exceptions=False)
+                                 str(raw), "--max-reconnects", "2", "--json"], catch_exceptions=False)
     assert result.exit_code == 3
     assert "error: gave up after 2 reconnects (last: connect failed: ConnectionRefusedError" in result.stderr
     assert not list(raw.glob("*.part")) and not list(raw.glob("*.jsonl"))
+    doc = json.loads(result.stdout)  # --json is printed on exit 3 too, with the reason
+    assert doc["reconnects"] == 2 and doc["frames"] == 0 and doc["segments"] == []
+    assert doc["error"] == result.stderr.splitlines()[-1].removeprefix("error: ")
 
 
 @pytest.mark.parametrize(("args", "message"), [
