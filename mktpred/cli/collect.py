@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal
+from mktpred.cli.output import Terminal, one_line
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, MktpredError
 
@@ -87,7 +87,7 @@ def _final_line(result: CollectResult) -> str:
     return (f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
             f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
             f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, stalls {result.stalls}"
-            + (f", server errors {result.server_errors} (last: {result.last_server_error})"
+            + (f", server errors {result.server_errors} (last: {one_line(result.last_server_error)})"
                if result.server_errors else "")
             + (f", repaired {len(result.repaired)} leftover .part ({result.trimmed_bytes} bytes trimmed)"
                if result.repaired else ""))
@@ -178,7 +178,7 @@ def _panel(st: CollectStatus) -> Any:
                               f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
                               str(c.gaps), _age(c.last_frame_age_s))))
         for ch in c.channels:
-            t.add_row(*map(Text, ("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
+            t.add_row(*map(Text, ("", "", one_line(ch.channel), f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
                                   f"{ch.rows_per_s:,.0f}", "", "", "", "")))
     foot = Text(f"segment {Path(st.segment).name if st.segment else '-'} · written "
                 f"{st.bytes_written / 2**20:,.1f} MiB, {st.lines_written:,} lines · sealed {st.segments_sealed} · "

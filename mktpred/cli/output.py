@@ -46,6 +46,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def one_line(message: str) -> str:
+    """``message`` with line breaks, escape sequences and other control characters shown escaped
+    (``\\n``, ``\\x1b``): an error or warning stays one line, and a server cannot move the cursor
+    or recolour the terminal through it."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 def plain(value: Any) -> Any:
     """``value`` as renderable text that is never parsed as markup (a ``str`` becomes :class:`Text`;
     renderables such as tables and :class:`Text` pass through)."""
@@ -66,10 +75,12 @@ class Terminal:
 
     # -- messages ---------------------------------------------------------------------------------
     def error(self, message: str) -> None:
+        message = one_line(message)
         self.err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"error: {message}\n")
 
     def warn(self, message: str) -> None:
+        message = one_line(message)
         self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"warning: {message}\n")
 

@@ -103,9 +103,10 @@ def test_signal_stops_collect_within_seconds_in_every_state(tmp_path: Path, scri
 
 
 def test_server_text_with_markup_prints_verbatim_on_a_terminal(tmp_path: Path) -> None:
-    """On a terminal (a pty), an error message containing `[/]` and `[bold]` is printed as is: no
-    MarkupError, exit 0, the warning line intact."""
-    message = "rate limit [/] exceeded [bold]now"
+    """On a terminal (a pty), an error message containing `[/]`, `[bold]`, an escape sequence and a
+    newline is printed as one literal line: no MarkupError, no cursor movement, exit 0."""
+    message = "rate limit [/] exceeded [bold]now\x1b[2J\nfake line"
+    shown = "rate limit [/] exceeded [bold]now\\x1b[2J\\nfake line"
 
     def rude(peer: Peer) -> None:
         peer.handshake()
@@ -142,5 +143,6 @@ def test_server_text_with_markup_prints_verbatim_on_a_terminal(tmp_path: Path) -
     text = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 0, text
     assert "MarkupError" not in text and "Traceback" not in text
-    assert f"warning: conn 1: the server says: {message}" in text
-    assert "server errors 1 (last: rate limit [/] exceeded [bold]now)" in text.replace("\r\n", "\n").replace("\n", "")
+    assert f"warning: conn 1: the server says: {shown}\r\n" in text
+    assert "\x1b[2J" not in text
+    assert f"server errors 1 (last: {shown})" in text.replace("\r\n", "")

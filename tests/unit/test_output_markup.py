@@ -51,3 +51,23 @@ def test_progress_description_is_plain_text() -> None:
     with term.progress(f"convert {HOSTILE}") as update:
         update(Progress(stage="convert", files_done=1, files_total=1, bytes_done=10, bytes_total=10, rows=5))
     assert f"convert {HOSTILE}" in err.getvalue()
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_errors_and_warnings_stay_one_line_without_escape_sequences(interactive: bool,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A message with a newline, an ANSI escape and a bell is printed as one line with them escaped."""
+    evil = "bad\nsecond line \x1b[2J\x1b[31mred\x07 caf\u00e9"
+    escaped = "bad\\nsecond line \\x1b[2J\\x1b[31mred\\x07 caf\u00e9"
+    if interactive:
+        term, err, _ = _terminal()
+        term.warn(evil)
+        term.error(evil)
+        text = err.getvalue()
+    else:
+        term = Terminal()
+        assert not term.interactive
+        term.warn(evil)
+        term.error(evil)
+        text = capsys.readouterr().err
+    assert text == f"warning: {escaped}\nerror: {escaped}\n"
