@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -63,6 +64,31 @@ def trickled_frame(peer: Peer) -> None:
     while True:
         peer.send_raw(b" ")
         peer.pause(0.05)
+
+
+def test_signal_stops_collect_stuck_in_a_tcp_connect(tmp_path: Path) -> None:
+    """A listener whose backlog is full never completes the TCP connect (the SYN is dropped): SIGTERM
+    still ends the process within 3 s (the reader is left behind, the segment sealed), exit 0."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=5)  # takes the only backlog slot
+    raw = tmp_path / "raw"
+    try:
+        proc = _start(f"ws://127.0.0.1:{listener.getsockname()[1]}", raw, "--stall-timeout", "60")
+        with reaped(proc, WAIT):
+            time.sleep(1.5)  # started, and now blocked in connect()
+            assert proc.poll() is None
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=WAIT)
+            took = time.monotonic() - sent
+    finally:
+        filler.close()
+        listener.close()
+    assert proc.returncode == 0, err
+    assert took < STOP_WITHIN_S, took
+    assert "Traceback" not in err and not list(raw.glob("*.part"))
 
 
 def _start(url: str, raw_dir: Path, *extra: str, **popen: object) -> subprocess.Popen[str]:
