@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from mktpred.coinbase.protocol import SUBSCRIBABLE_CHANNELS
 from mktpred.errors import ConfigError
 from mktpred.redact import redact_text
 
@@ -79,13 +80,7 @@ def _durations(v: Any) -> bool:
 
 
 def _channels(v: Any) -> bool:
-    from mktpred.coinbase.protocol import SUBSCRIBABLE_CHANNELS
-
     return all(c in SUBSCRIBABLE_CHANNELS for c in v)
-
-
-#: the channel names collect.channels accepts (for its description)
-_CHANNEL_NAMES = "level2, ticker, ticker_batch, market_trades, heartbeats, candles, status"
 
 
 @dataclass(frozen=True)
@@ -110,7 +105,7 @@ class CollectConfig:
     url: str = _spec("wss://advanced-trade-ws.coinbase.com", "a ws:// or wss:// URL",
                      lambda v: v.startswith(("ws://", "wss://")), "WebSocket endpoint")
     products: list[str] = _spec(["BTC-USD", "ETH-USD"], "a non-empty list of product ids", bool, "products")
-    channels: list[str] = _spec(["level2", "ticker", "market_trades"], f"a list of channels among {_CHANNEL_NAMES}",
+    channels: list[str] = _spec(["level2", "ticker", "market_trades"], f"a list of channels among {', '.join(SUBSCRIBABLE_CHANNELS)}",
                                 _channels, "channels (heartbeats is always added)")
     connections: int = _spec(1, "an integer 1..64", _between(1, 64), "products are spread over N connections")
     flush_interval_s: float = _spec(1.0, "a number > 0", _positive, "flush + fsync period (seconds)")
