@@ -14,7 +14,7 @@ import pytest
 
 from mktpred.collect import Collector, CollectSettings
 from mktpred.collect.records import LEAN_PARSE_BYTES
-from mktpred.errors import NoDataReceived
+from mktpred.errors import NoDataReceived, SubscriptionRefused
 from tests.integration.hostile import OP_PING, OP_TEXT, HostileServer, Peer
 from tests.integration.procs import wait_until
 
@@ -267,3 +267,48 @@ def test_duration_run_without_a_frame_fails_with_the_reason(tmp_path: Path) -> N
     result = run.collector.result
     assert result is not None and result.frames == 0 and result.stopped_by == "duration"
     assert result.error == str(run.error) and len(result.segments) == 1
+
+
+def test_coinbase_refusal_on_the_first_connection_is_fatal(tmp_path: Path) -> None:
+    """Coinbase's own refusal frame (`{"type":"error","message":"failure to subscribe"}`) on the first
+    connection stops the run with SubscriptionRefused quoting it, instead of recording heartbeats."""
+    def refuse(peer: Peer) -> None:
+        peer.handshake()
+        peer.send_text('{"type":"error","message":"failure to subscribe"}')
+        for seq in range(100_000):
+            peer.send_text(heartbeat(seq))
+            peer.pause(0.05)
+
+    with HostileServer(refuse) as srv:
+        run = Run(settings(srv.url, tmp_path, stall_timeout_s=30.0))
+        run.thread.join(WAIT)
+    assert isinstance(run.error, SubscriptionRefused) and run.error.exit_code == 2
+    assert str(run.error) == "the server refused the subscription: failure to subscribe (conn 1)"
+    recs = records(tmp_path)
+    assert [r["msg"] for r in recs if "msg" in r] == [{"type": "error", "message": "failure to subscribe"}]
+    assert events(recs, "close")[0]["reason"] == "subscription refused"
+
+
+def test_refusal_on_a_later_connection_is_a_warning(tmp_path: Path) -> None:
+    """A refusal after a reconnect (the subscription worked before: a product delisted mid-run) is
+    counted and shown, and recording goes on."""
+    def second_time_refuses(peer: Peer) -> None:
+        peer.handshake()
+        if peer is srv.peers[0]:
+            peer.send_text(heartbeat(0))
+            peer.sock.close()  # drop: the recorder reconnects
+            return
+        peer.send_text('{"type":"error","message":"failure to subscribe"}')
+        for seq in range(100_000):
+            peer.send_text(heartbeat(seq))
+            peer.pause(0.05)
+
+    with HostileServer(second_time_refuses) as srv:
+        run = Run(settings(srv.url, tmp_path, stall_timeout_s=30.0))
+        assert wait_until(lambda: run.collector.stats[0].frames >= 5, WAIT)
+        notices = run.collector.notices.drain()
+        run.finish()
+    assert run.error is None
+    st = run.collector.stats[0]
+    assert st.server_errors == 1 and st.last_server_error == "failure to subscribe" and st.reconnects == 1
+    assert ("warn", "conn 1: the server says: failure to subscribe") in notices
