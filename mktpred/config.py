@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from mktpred.coinbase.protocol import SUBSCRIBABLE_CHANNELS
 from mktpred.errors import ConfigError
+from mktpred.redact import redact_text
 
 DEFAULT_FILE = "mktpred.toml"
 ENV_FILE = "MKTPRED_CONFIG"
@@ -50,6 +53,33 @@ def _port(v: Any) -> bool:
     return 0 <= v <= 65535
 
 
+def _between(low: float, high: float) -> Callable[[Any], bool]:
+    """``low <= v <= high``."""
+    return lambda v: math.isfinite(v) and low <= v <= high
+
+
+#: the duration grammar of ``book.parse_duration`` (kept here too: config must not import numpy)
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|min|h)\s*\Z")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+            "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+def _duration(v: Any) -> bool:
+    """A duration from 1 ms to 1 day (``100ms``, ``1s``, ``5m``): finer grids than 1 ms or coarser
+    than a day are mistakes (``0ms`` would never advance)."""
+    m = _DURATION.match(v)
+    return m is not None and 1_000_000 <= float(m.group(1)) * _UNIT_NS[m.group(2)] <= _DAY_NS
+
+
+def _durations(v: Any) -> bool:
+    return bool(v) and all(_duration(x) for x in v)
+
+
+def _channels(v: Any) -> bool:
+    return all(c in SUBSCRIBABLE_CHANNELS for c in v)
+
+
 @dataclass(frozen=True)
 class PathsConfig:
     raw_dir: Path = _spec(Path("data/raw"), "a directory path", help="where collect writes raw JSONL segments")
@@ -72,13 +102,16 @@ class CollectConfig:
     url: str = _spec("wss://advanced-trade-ws.coinbase.com", "a ws:// or wss:// URL",
                      lambda v: v.startswith(("ws://", "wss://")), "WebSocket endpoint")
     products: list[str] = _spec(["BTC-USD", "ETH-USD"], "a non-empty list of product ids", bool, "products")
-    channels: list[str] = _spec(["level2", "ticker", "market_trades"], "a list of channel names",
-                                help="channels (heartbeats is always added)")
-    connections: int = _spec(1, "an integer >= 1", lambda v: v >= 1, "products are spread over N connections")
+    channels: list[str] = _spec(["level2", "ticker", "market_trades"], f"a list of channels among {', '.join(SUBSCRIBABLE_CHANNELS)}",
+                                _channels, "channels (heartbeats is always added)")
+    connections: int = _spec(1, "an integer 1..64", _between(1, 64), "products are spread over N connections")
     flush_interval_s: float = _spec(1.0, "a number > 0", _positive, "flush + fsync period (seconds)")
-    stall_timeout_s: float = _spec(10.0, "a number > 0", _positive, "reconnect after this much silence")
+    stall_timeout_s: float = _spec(10.0, "a number > 0", _positive,
+                                   "reconnect after this long without a data frame; also the handshake deadline")
     max_reconnects: int = _spec(0, "an integer >= 0", _non_negative, "0 = reconnect forever")
-    buffer_mb: int = _spec(256, "an integer > 0", _positive, "in-memory buffer between reader and writer")
+    buffer_mb: int = _spec(256, "an integer 1..16384", _between(1, 16384), "in-memory buffer between reader and writer")
+    max_frame_mb: int = _spec(16, "an integer 1..1024", _between(1, 1024),
+                              "larger frames are refused (frame_too_large event, reconnect)")
     status_interval_s: float = _spec(10.0, "a number > 0", _positive, "summary line period when not on a terminal")
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
 
@@ -124,7 +157,7 @@ class ValidateConfig:
 @dataclass(frozen=True)
 class BookConfig:
     depth: int = _spec(10, "an integer 1..50", lambda v: 1 <= v <= 50, "levels per side in snapshots")
-    interval: str = _spec("1s", "a duration such as 100ms or 1s", help="snapshot grid")
+    interval: str = _spec("1s", "a duration from 1ms to 1 day, such as 100ms or 1s", _duration, "snapshot grid")
     audit_window_ms: int = _spec(500, "an integer >= 0", _non_negative, "audit tolerance window")
     audit_threshold: float = _spec(0.99, "a number between 0 and 1", lambda v: 0 <= v <= 1,
                                    "minimum match rate within the window")
@@ -132,14 +165,15 @@ class BookConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    interval: str = _spec("1s", "a duration such as 100ms or 1s", help="feature grid")
-    horizons: list[str] = _spec(["1s", "10s", "60s"], "a list of durations", bool, "fwd_ret label horizons")
+    interval: str = _spec("1s", "a duration from 1ms to 1 day, such as 100ms or 1s", _duration, "feature grid")
+    horizons: list[str] = _spec(["1s", "10s", "60s"], "a non-empty list of durations", _durations,
+                                "fwd_ret label horizons")
     cross: str = _spec("", "a product id or empty", help="add this product's lagged ret_1 and ofi_1 to the others")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    horizon: str = _spec("10s", "a duration such as 10s", help="label horizon (one of features.horizons)")
+    horizon: str = _spec("10s", "a duration such as 10s", _duration, "label horizon (one of features.horizons)")
     model: str = _spec("lightgbm", "one of lightgbm, logistic", _one_of("lightgbm", "logistic"), "model family")
     folds: int = _spec(5, "an integer >= 1", lambda v: v >= 1, "walk-forward test folds")
     seed: int = _spec(0, "an integer", help="random seed (same data + seed = same model)")
@@ -195,7 +229,7 @@ def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _describe(value: Any) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{redact_text(value)}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
@@ -308,10 +342,21 @@ def _nest(dotted: str, value: Any, into: dict[str, Any] | None = None) -> dict[s
 def _env_layers(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any], bool]]:
     """One layer per MKTPRED_<PATH> variable, so an error can name the variable."""
     layers: list[tuple[str, dict[str, Any], bool]] = []
+    known: dict[str, str] = {}
     for key, _ in _leaves(Config()):
         var = ENV_PREFIX + key.replace(".", "_").upper()
+        known[var] = key
         if var in environ:
             layers.append((f"env {var}", _nest(key, environ[var]), True))
+    # A misspelt variable must not be ignored silently (an unknown file key is an error too).  Only
+    # names under a section prefix are judged: MKTPRED_CONFIG, MKTPRED_DEBUG, ... are not config keys.
+    for var in sorted(environ):
+        section = next((sec for sec in _SECTIONS if var.startswith(f"{ENV_PREFIX}{sec.upper()}_")), None)
+        if section is not None and var not in known:
+            names = [k.split(".", 1)[1] for k in known.values() if k.startswith(section + ".")]
+            raise ConfigError(f"env {var}: unknown configuration variable "
+                              f"(the [{section}] keys are {', '.join(names)}; e.g. "
+                              f"{ENV_PREFIX}{section.upper()}_{names[0].replace('.', '_').upper()})")
     return layers
 
 
@@ -337,6 +382,9 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                          "TOML files must be UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 

@@ -4,7 +4,8 @@ Every error that mktpred raises on purpose derives from :class:`MktpredError`::
 
     MktpredError                     exit 3 unless a subclass says otherwise
     ├── UsageError                   exit 2  bad option, missing input
-    │   └── ConfigError              exit 2  bad mktpred.toml / MKTPRED_* value
+    │   ├── ConfigError              exit 2  bad mktpred.toml / MKTPRED_* value
+    │   └── SubscriptionRefused      exit 2  the server refused a product/channel (collect)
     ├── DataError                    exit 1  the data has problems
     │   ├── TooManyInvalidLines      exit 1  convert quarantined more than --max-invalid
     │   └── ValidationFailed         exit 1  validate found problems
@@ -12,7 +13,8 @@ Every error that mktpred raises on purpose derives from :class:`MktpredError`::
     │   ├── GPUUnavailable           exit 3  --engine gpu asked for, no usable GPU
     │   ├── EngineFailed             exit 3  the engine itself failed on a file (a CUDA error): that segment fails
     │   ├── OutputNotWritable        exit 3  disk full, permission denied, ...
-    │   └── CollectorGaveUp          exit 3  --max-reconnects exhausted
+    │   ├── CollectorGaveUp          exit 3  --max-reconnects exhausted
+    │   └── NoDataReceived           exit 3  a --duration run received no frame at all
     └── Interrupted                  exit 130
 
 The CLI prints ``error: <message> (<where>)`` on stderr and exits with ``exit_code``.
@@ -51,6 +53,10 @@ class ConfigError(UsageError):
     """An invalid configuration file, environment variable or option value."""
 
 
+class SubscriptionRefused(UsageError):
+    """The server refused the subscription on the first connection (an unknown product, say)."""
+
+
 class DataError(MktpredError):
     """The data has problems (reported, not a crash)."""
 
@@ -86,6 +92,10 @@ class OutputNotWritable(RuntimeFailure):
 
 class CollectorGaveUp(RuntimeFailure):
     """The collector exhausted ``--max-reconnects``."""
+
+
+class NoDataReceived(RuntimeFailure):
+    """A ``collect --duration`` run ended without a single frame from the server."""
 
 
 class Interrupted(MktpredError):

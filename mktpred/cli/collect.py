@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal, collect_status_view, stop_on_signals
+from mktpred.cli.output import Terminal, collect_status_view, one_line, stop_on_signals
 from mktpred.config import load_config
-from mktpred.errors import Interrupted
+from mktpred.errors import Interrupted, MktpredError
 
 if TYPE_CHECKING:
-    pass
+    from mktpred.collect import CollectResult
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -49,7 +49,7 @@ def collect_command(
     SIGTERM seals the segment and exits 0; Ctrl-C does the same and exits 130.
 
     Example: mktpred collect --products BTC-USD,ETH-USD --channels level2,ticker --duration 60"""
-    from mktpred.collect import CollectSettings, run_collect
+    from mktpred.collect import Collector, CollectSettings
 
     cfg = load_config(config, {
         "collect.url": url, "collect.products": _csv(products), "collect.channels": _csv(channels),
@@ -60,16 +60,30 @@ def collect_command(
     settings = CollectSettings.from_config(cfg, duration_s=duration)
     term = Terminal()
     stop = threading.Event()
-    with stop_on_signals(stop) as caught, collect_status_view(term, cfg.collect.status_interval_s) as (show, every):
-        result = run_collect(settings, stop=stop, on_status=show, status_every_s=every)
-    summary = result.to_dict()
+    collector = Collector(settings, stop=stop)
+    try:
+        with stop_on_signals(stop) as caught, collect_status_view(term, cfg.collect.status_interval_s) as (show, every):
+            result = collector.run(show, every)
+    except MktpredError:
+        # A failed run still recorded something: --json shows what (its "error" says why); the
+        # error line itself is printed by the command wrapper.
+        if as_json and collector.result is not None:
+            term.json(collector.result.to_dict())
+        raise
     if as_json:
-        term.json(summary)
+        term.json(result.to_dict())
     else:
-        term.info(f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
-                  f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
-                  f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, "
-                  f"stalls {result.stalls}" + (f", repaired {len(result.repaired)} leftover .part "
-                                               f"({result.trimmed_bytes} bytes trimmed)" if result.repaired else ""))
+        term.info(_final_line(result))
     if caught and caught[0] == signal.SIGINT:
         raise Interrupted("interrupted (segments sealed)")
+
+
+def _final_line(result: CollectResult) -> str:
+    """The one summary line of a run that succeeded."""
+    return (f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
+            f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
+            f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, stalls {result.stalls}"
+            + (f", server errors {result.server_errors} (last: {one_line(result.last_server_error)})"
+               if result.server_errors else "")
+            + (f", repaired {len(result.repaired)} leftover .part ({result.trimmed_bytes} bytes trimmed)"
+               if result.repaired else ""))

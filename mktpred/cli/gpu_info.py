@@ -53,12 +53,12 @@ def gpu_info_command(
                     "driver", "CUDA"):
             devices.add_column(col)
         for d in doc["devices"]:
-            devices.add_row(f"{d['index']}{'' if d['visible'] else ' (hidden)'}", d["name"],
-                            d["compute_capability"] or "", _gib(d["memory_total_gib"]),
-                            _gib(d["memory_used_gib"]), _gib(d["memory_free_gib"]),
-                            "" if d["utilization_pct"] is None else str(d["utilization_pct"]),
-                            "" if d["temperature_c"] is None else str(d["temperature_c"]),
-                            status.driver_version or "", status.cuda_version or "")
+            devices.add_row(*map(Text, (f"{d['index']}{'' if d['visible'] else ' (hidden)'}", d["name"],
+                                        d["compute_capability"] or "", _gib(d["memory_total_gib"]),
+                                        _gib(d["memory_used_gib"]), _gib(d["memory_free_gib"]),
+                                        "" if d["utilization_pct"] is None else str(d["utilization_pct"]),
+                                        "" if d["temperature_c"] is None else str(d["temperature_c"]),
+                                        status.driver_version or "", status.cuda_version or "")))
         parts.append(devices)
         parts.append(memory_bars(DeviceMemory(d.index, d.name, d.memory_used, d.memory_total)
                                  for d in status.devices))
@@ -67,7 +67,7 @@ def gpu_info_command(
         stack.add_column(col)
     for p in status.stack.values():
         state = "yes" if p.importable else ("not installed" if not p.installed else "NO")
-        stack.add_row(p.name, p.version or "", state, p.error or "")
+        stack.add_row(*map(Text, (p.name, p.version or "", state, p.error or "")))  # errors are not markup
     parts.append(stack)
     term.panel(Group(*parts), "mktpred gpu-info", to_stdout=True)
     if not watch:

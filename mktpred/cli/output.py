@@ -3,6 +3,11 @@
 Status and progress go to stderr; data and ``--json`` go to stdout.  On a terminal progress is a
 live Rich bar; elsewhere (CI, pipes, systemd) it is a plain line every few seconds.  Rich honours
 ``NO_COLOR`` itself.
+
+Text that comes from the network, from files or from the user (server messages, paths, product
+ids, config values) is never Rich markup: a ``[/]`` in a server's error message must print as is,
+not crash the command.  Messages, table cells and panel bodies given as ``str`` are rendered as
+plain :class:`~rich.text.Text`; styles are applied here, around the text, never inside it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -129,6 +135,21 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def one_line(message: str) -> str:
+    """``message`` with line breaks, escape sequences and other control characters shown escaped
+    (``\\n``, ``\\x1b``): an error or warning stays one line, and a server cannot move the cursor
+    or recolour the terminal through it."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as renderable text that is never parsed as markup (a ``str`` becomes :class:`Text`;
+    renderables such as tables and :class:`Text` pass through)."""
+    return Text(value) if isinstance(value, str) else value
+
+
 class Terminal:
     """The one owner of terminal output for a command."""
 
@@ -144,11 +165,13 @@ class Terminal:
 
     # -- messages ---------------------------------------------------------------------------------
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True, highlight=False) \
+        message = one_line(message)
+        self.err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"error: {message}\n")
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", soft_wrap=True) \
+        message = one_line(message)
+        self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True, highlight=False) \
             if self.interactive else sys.stderr.write(f"warning: {message}\n")
 
     def info(self, message: str) -> None:
@@ -163,15 +186,16 @@ class Terminal:
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               *, to_stdout: bool = False) -> None:
-        t = Table(title=title, show_lines=False, header_style="bold")
+        """A table whose cells are plain text; pass a :class:`Text` for a styled cell."""
+        t = Table(title=None if title is None else Text(title), show_lines=False, header_style="bold")
         for c in columns:
-            t.add_column(c)
+            t.add_column(Text(c))
         for r in rows:
-            t.add_row(*("" if v is None else str(v) for v in r))
+            t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r))
         (self.out if to_stdout else self.err).print(t)
 
     def panel(self, body: Any, title: str, *, to_stdout: bool = False) -> None:
-        (self.out if to_stdout else self.err).print(Panel(body, title=title, expand=False))
+        (self.out if to_stdout else self.err).print(Panel(plain(body), title=Text(title), expand=False))
 
     # -- progress ---------------------------------------------------------------------------------
     @contextmanager
@@ -189,7 +213,7 @@ class Terminal:
                     return gpu_memory_panel(watch.latest)
                 kind = functools.partial(_ProgressWithPanel, side=side)
             with kind(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
@@ -323,26 +347,30 @@ def _line(st: CollectStatus) -> str:
 
 
 def _panel(st: CollectStatus) -> Any:
-    """The live panel: one row per connection and channel."""
+    """The live panel: one row per connection and channel.  Every cell is plain :class:`Text`:
+    channel names come from the network and paths from the user, never markup."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(show_lines=False, header_style="bold", expand=False)
     for col in ("conn", "state", "channel", "frames", "frames/s", "rows/s", "MiB in", "reconnects", "gaps",
                 "last frame"):
         t.add_column(col, justify="right" if col not in ("conn", "state", "channel") else "left")
     for c in st.connections:
-        t.add_row(f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
-                  f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
-                  str(c.gaps), _age(c.last_frame_age_s))
+        t.add_row(*map(Text, (f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
+                              f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
+                              str(c.gaps), _age(c.last_frame_age_s))))
         for ch in c.channels:
-            t.add_row("", "", ch.channel, f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}", f"{ch.rows_per_s:,.0f}",
-                      "", "", "", "")
-    warn = " [bold red]WRITER BEHIND[/]" if st.buffer_full_events else ""
-    foot = (f"segment {Path(st.segment).name if st.segment else '-'} · written {st.bytes_written / 2**20:,.1f} MiB, "
-            f"{st.lines_written:,} lines · sealed {st.segments_sealed} · buffer {st.buffer_fill:.0%} "
-            f"of {st.buffer_capacity / 2**20:,.0f} MiB{warn} · {st.elapsed_s:,.0f} s")
+            t.add_row(*map(Text, ("", "", one_line(ch.channel), f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
+                                  f"{ch.rows_per_s:,.0f}", "", "", "", "")))
+    foot = Text(f"segment {Path(st.segment).name if st.segment else '-'} · written "
+                f"{st.bytes_written / 2**20:,.1f} MiB, {st.lines_written:,} lines · sealed {st.segments_sealed} · "
+                f"buffer {st.buffer_fill:.0%} of {st.buffer_capacity / 2**20:,.0f} MiB")
+    if st.buffer_full_events:
+        foot.append(" WRITER BEHIND", style="bold red")
+    foot.append(f" · {st.elapsed_s:,.0f} s")
     return Panel(Group(t, foot), title="mktpred collect", expand=False)
 
 
@@ -364,10 +392,11 @@ _LISTED = 10
 
 def render_validation(term: Terminal, report: ValidationReport) -> None:
     rows = sum(report.rows.values())
-    term.out.print(f"[bold]{report.store}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
+    term.out.print(f"[bold]{escape(str(report.store))}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
                    f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
     term.table("checks", ["check", "status", "count", "details"],
-               [(c.name, _STYLE[c.status.value], c.count or "", c.details) for c in report.checks],
+               [(c.name, Text.from_markup(_STYLE[c.status.value]), c.count or "", c.details)
+                for c in report.checks],
                to_stdout=True)
     if report.coverage:
         cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,

@@ -28,9 +28,12 @@ from mktpred.collect.status import (
 )
 from mktpred.collect.writer import WriterThread
 from mktpred.config import Config
-from mktpred.errors import ConfigError, MktpredError, OutputNotWritable
+from mktpred.errors import ConfigError, MktpredError, NoDataReceived, OutputNotWritable
 
 HEARTBEATS = "heartbeats"
+#: after a stop, the supervisor waits this long for the readers before sealing without them (a
+#: reader stuck in a TCP connect or DNS lookup must not hold SIGTERM up)
+READER_JOIN_S = 2.0
 StatusCallback = Callable[[CollectStatus], None]
 
 
@@ -51,6 +54,7 @@ class CollectSettings:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     backoff_reset_after_s: float = 30.0
+    max_frame_bytes: int = 16 * 2**20
 
     @classmethod
     def from_config(cls, cfg: Config, duration_s: float | None = None) -> CollectSettings:
@@ -60,7 +64,7 @@ class CollectSettings:
                    stall_timeout_s=c.stall_timeout_s, max_reconnects=c.max_reconnects,
                    buffer_bytes=c.buffer_mb * 2**20, duration_s=duration_s,
                    backoff_initial_s=c.backoff.initial_s, backoff_max_s=c.backoff.max_s,
-                   backoff_reset_after_s=c.backoff.reset_after_s)
+                   backoff_reset_after_s=c.backoff.reset_after_s, max_frame_bytes=c.max_frame_mb * 2**20)
 
     def subscribed_channels(self) -> tuple[str, ...]:
         """The configured channels plus ``heartbeats`` (always), in order, without repeats."""
@@ -76,8 +80,8 @@ class CollectSettings:
         if unknown:
             raise ConfigError(f"collect.channels: unknown channel {unknown[0]!r} "
                               f"(known: {', '.join(SUBSCRIBABLE_CHANNELS)})")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise ConfigError(f"--duration must be > 0, got {self.duration_s}")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ConfigError(f"--duration must be > 0 (a finite number of seconds), got {self.duration_s}")
 
     def plans(self) -> list[ConnectionPlan]:
         """Products dealt round-robin over ``connections`` slots (never more slots than products)."""
@@ -85,14 +89,17 @@ class CollectSettings:
         return [ConnectionPlan(slot=i + 1, url=self.url, products=tuple(self.products[i::n]),
                                channels=self.subscribed_channels(), stall_timeout_s=self.stall_timeout_s,
                                max_reconnects=self.max_reconnects, backoff_initial_s=self.backoff_initial_s,
-                               backoff_max_s=self.backoff_max_s, backoff_reset_after_s=self.backoff_reset_after_s)
+                               backoff_max_s=self.backoff_max_s, backoff_reset_after_s=self.backoff_reset_after_s,
+                               max_frame_bytes=self.max_frame_bytes)
                 for i in range(n)]
 
 
 class Collector:
     """One recorder run.  ``run()`` blocks until ``stop`` is set, ``duration_s`` has passed or a
-    fatal error (output not writable, reconnects exhausted) occurs; it always drains the buffer and
-    seals the segment before returning or raising."""
+    fatal error (output not writable, reconnects exhausted, subscription refused) occurs; it always
+    drains the buffer and seals the segment before returning or raising.  A ``duration`` run that
+    received no frame at all raises :class:`NoDataReceived`.  After a run that got as far as
+    recording, :attr:`result` holds its summary (with ``error`` set when it raised)."""
 
     def __init__(self, settings: CollectSettings, *, stop: threading.Event | None = None,
                  clock: Clock | None = None) -> None:
@@ -113,6 +120,7 @@ class Collector:
         self._start_mono = self.clock.monotonic()
         self._prev: tuple[float, dict[tuple[int, str], tuple[int, int]]] | None = None
         self._warned_full = 0
+        self.result: CollectResult | None = None
 
     # -- helpers for the threads -------------------------------------------------------------------
     def _next_conn_id(self) -> str:
@@ -143,9 +151,14 @@ class Collector:
             stopped_by = self._supervise(on_status, status_every_s)
         finally:
             lock.release()
-        if self._errors:
-            raise self._errors[0]
-        return self._result(started_ns, stopped_by, tuple(repaired))
+        error: MktpredError | None = self._errors[0] if self._errors else None
+        if error is None and stopped_by == "duration" and not any(st.frames for st in self.stats):
+            why = "; ".join(f"conn {st.slot}: {_why_silent(st)}" for st in self.stats)
+            error = NoDataReceived(f"no frame received in {s.duration_s:g} s ({why})")
+        self.result = self._result(started_ns, stopped_by, tuple(repaired), str(error) if error else None)
+        if error is not None:
+            raise error
+        return self.result
 
     def _supervise(self, on_status: StatusCallback | None, status_every_s: float) -> str:
         s = self.settings
@@ -174,8 +187,9 @@ class Collector:
                     next_status = self.clock.monotonic() + status_every_s
         finally:
             self.stop.set()
+            join_until = self.clock.monotonic() + READER_JOIN_S
             for w in workers:
-                w.join()
+                w.join(max(0.0, join_until - self.clock.monotonic()))
             self.buffer.close()
             writer.join()
         if on_status is not None:
@@ -219,7 +233,7 @@ class Collector:
             buffer_peak_bytes=buf.peak_bytes, buffer_full_events=buf.full_events,
             reader_blocked_s=buf.blocked_s, notices=self.notices.drain())
 
-    def _result(self, started_ns: int, stopped_by: str, repaired: tuple) -> CollectResult:
+    def _result(self, started_ns: int, stopped_by: str, repaired: tuple, error: str | None) -> CollectResult:
         s = self.settings
         summaries = tuple(ConnectionSummary(
             slot=st.slot, products=st.products, conns=tuple(st.conns), frames=st.frames,
@@ -241,8 +255,16 @@ class Collector:
             missing=sum(x.missing for x in summaries), duplicates=sum(x.duplicates for x in summaries),
             out_of_order=sum(x.out_of_order for x in summaries), stalls=sum(x.stalls for x in summaries),
             server_errors=sum(x.server_errors for x in summaries),
-            buffer_peak_bytes=self.buffer.peak_bytes, buffer_full_events=self.buffer.full_events,
+            last_server_error=next((st.last_server_error for st in self.stats if st.last_server_error), ""),
+            error=error, buffer_peak_bytes=self.buffer.peak_bytes, buffer_full_events=self.buffer.full_events,
             reader_blocked_s=round(self.buffer.blocked_s, 3), connections=summaries)
+
+
+def _why_silent(st: ConnectionStats) -> str:
+    """Why a connection slot delivered no frame, for the error line."""
+    if st.last_error and st.last_error != "shutdown":
+        return f"last: {st.last_error}"
+    return "connected, but the server sent nothing" if st.conns else "never connected"
 
 
 def run_collect(settings: CollectSettings, *, stop: threading.Event | None = None, clock: Clock | None = None,

@@ -6,22 +6,9 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mktpred.collect.segments import RepairedSegment
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials or query string (they may carry secrets), for logs and records."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = ("***@" if parts.username or parts.password else "") + host
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+from mktpred.redact import redact_url as redact_url  # re-exported: collect's modules use it here
 
 
 class Notices:
@@ -67,6 +54,7 @@ class ConnectionStats:
     server_errors: int = 0
     last_frame_mono: float | None = None
     last_error: str = ""
+    last_server_error: str = ""
     #: channel -> [frames, rows]
     channels: dict[str, list[int]] = field(default_factory=dict)
 
@@ -194,6 +182,8 @@ class CollectResult:
     out_of_order: int
     stalls: int
     server_errors: int
+    last_server_error: str  # the text of the last server error frame ("" when none)
+    error: str | None  # why the run failed (the error line), None when it succeeded
     buffer_peak_bytes: int
     buffer_full_events: int
     reader_blocked_s: float

@@ -97,7 +97,7 @@ def test_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     cases = [
         (["--parquet-dir", str(tmp_path / "none")], "no Parquet store"),
         (["--parquet-dir", str(store), "--depth", "0"], "book.depth must be an integer 1..50"),
-        (["--parquet-dir", str(store), "--interval", "soon"], "not a duration: 'soon'"),
+        (["--parquet-dir", str(store), "--interval", "soon"], 'book.interval must be a duration from 1ms to 1 day'),
         (["--parquet-dir", str(store), "--products", "XRP-USD"], "no level2 data for XRP-USD"),
         (["--parquet-dir", str(store), "--start", "tuesday"], "not a time: 'tuesday'"),
     ]

@@ -88,19 +88,25 @@ def test_second_recorder_on_the_same_dir_exits_3(tmp_path: Path) -> None:
 
 
 def test_max_reconnects_gives_up_with_exit_3(tmp_path: Path) -> None:
-    """With --max-reconnects 2 and nothing listening, collect gives up: exit 3, nothing left as .part."""
+    """With --max-reconnects 2 and nothing listening, collect gives up: exit 3, nothing left as .part,
+    and the --json summary still printed with the reason in `error`."""
     cfg = tmp_path / "m.toml"
     cfg.write_text("[collect.backoff]\ninitial_s = 0.05\nmax_s = 0.1\n")
     raw = tmp_path / "raw"
     result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", _closed_port_url(), "--raw-dir",
-                                 str(raw), "--max-reconnects", "2"], catch_exceptions=False)
+                                 str(raw), "--max-reconnects", "2", "--json"], catch_exceptions=False)
     assert result.exit_code == 3
     assert "error: gave up after 2 reconnects (last: connect failed: ConnectionRefusedError" in result.stderr
     assert not list(raw.glob("*.part")) and not list(raw.glob("*.jsonl"))
+    doc = json.loads(result.stdout)  # --json is printed on exit 3 too, with the reason
+    assert doc["reconnects"] == 2 and doc["frames"] == 0 and doc["segments"] == []
+    assert doc["error"] == result.stderr.splitlines()[-1].removeprefix("error: ")
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--channels", "level2,orderbook"], "unknown channel 'orderbook'"),
+    (["--channels", "level2,orderbook"], 'collect.channels must be a list of channels among level2, ticker, '
+                                         'ticker_batch, market_trades, heartbeats, candles, status, got '
+                                         "['level2', 'orderbook']"),
     (["--url", "http://example.com"], "collect.url must be a ws:// or wss:// URL"),
     (["--duration", "0"], "--duration must be > 0"),
     (["--flush-interval", "-1"], "collect.flush_interval_s must be a number > 0"),
@@ -113,18 +119,23 @@ def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> No
     assert not (tmp_path / "raw").exists()
 
 
-def test_server_error_frames_are_recorded_and_shown(tmp_path: Path) -> None:
-    """An error frame (unknown product) is kept on disk and shown as a warning naming the problem."""
+def test_refused_product_is_exit_2_with_the_servers_words(tmp_path: Path) -> None:
+    """The simulator refuses an unknown product: exit 2 naming the server's words, the error frame kept on disk."""
     raw = tmp_path / "raw"
     with SimulatedExchange(products=["BTC-USD"], rate=50.0, seed=22, depth=50) as sim:
-        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--products", "NOPE-USD",
-                                     "--channels", "ticker", "--duration", "1", "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert "warning: conn 1: the server says: failure to subscribe" in result.stderr
+        result = runner.invoke(app, ["collect", "--url", sim.url, "--raw-dir", str(raw), "--products", "btcusd",
+                                     "--channels", "ticker", "--duration", "20", "--json"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == ("error: the server refused the subscription: failure to subscribe: unknown "
+                             "product_ids ['btcusd'] (conn 1)\n")
     doc = json.loads(result.stdout)
-    assert doc["server_errors"] == 1
+    assert doc["server_errors"] == 1 and doc["stopped_by"] == "stop" and doc["duration_s"] < 10
+    assert doc["error"] == result.stderr.removeprefix("error: ").rstrip("\n")
+    assert doc["last_server_error"] == "failure to subscribe: unknown product_ids ['btcusd']"
     lines = [json.loads(x) for x in Path(doc["segments"][0]).read_bytes().splitlines()]
-    assert any(rec.get("msg", {}).get("type") == "error" for rec in lines)
+    errors = [rec["msg"] for rec in lines if rec.get("msg", {}).get("type") == "error"]
+    assert errors == [{"type": "error", "message": "failure to subscribe: unknown product_ids ['btcusd']"}]
+    assert lines[-1]["event"] == "close" and lines[-1]["reason"] == "subscription refused"
 
 
 def test_disk_full_exits_3_and_keeps_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,3 +165,43 @@ def test_disk_full_exits_3_and_keeps_whole_lines(tmp_path: Path, monkeypatch: py
     assert 0 < len(data) <= 200_000 and data.endswith(b"\n")
     assert all(json.loads(x)["conn"] for x in data.splitlines())
     assert not list(raw.glob("*.part"))
+
+
+def test_duration_run_without_a_frame_is_exit_3_with_the_reason_in_json(tmp_path: Path) -> None:
+    """A server that completes the handshake and then sends nothing: `--duration 1` exits 3, the error
+    line says why, and --json is still printed with the same reason in `error`."""
+    from tests.integration.hostile import HostileServer, Peer
+
+    with HostileServer(Peer.handshake) as srv:
+        result = runner.invoke(app, ["collect", "--url", srv.url, "--raw-dir", str(tmp_path / "raw"), "--duration",
+                                     "1", "--stall-timeout", "30", "--json"], catch_exceptions=False)
+    assert result.exit_code == 3
+    reason = "no frame received in 1 s (conn 1: connected, but the server sent nothing)"
+    assert result.stderr == f"error: {reason}\n"
+    doc = json.loads(result.stdout)
+    assert doc["error"] == reason and doc["frames"] == 0 and doc["stopped_by"] == "duration"
+    assert doc["events"] == 3  # open, subscribed, close: the attempt is on disk
+
+
+def test_duration_run_refused_connection_is_exit_3(tmp_path: Path) -> None:
+    """Nothing listening: a 1 s run is exit 3 naming the last connect failure (it was exit 0)."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("[collect.backoff]\ninitial_s = 0.05\nmax_s = 0.1\n")
+    result = runner.invoke(app, ["collect", "--config", str(cfg), "--url", _closed_port_url(), "--raw-dir",
+                                 str(tmp_path / "raw"), "--duration", "1"], catch_exceptions=False)
+    assert result.exit_code == 3
+    *warnings, last = result.stderr.splitlines()
+    assert last == ("error: no frame received in 1 s (conn 1: last: connect failed: ConnectionRefusedError: "
+                    "[Errno 111] Connection refused)")
+    assert warnings and all(w.startswith("warning: conn 1: connect failed: ") for w in warnings)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_duration_is_exit_2(tmp_path: Path, value: str) -> None:
+    """`--duration nan` (which ran for ever) and `inf` are usage errors, like a negative one."""
+    result = runner.invoke(app, ["collect", "--raw-dir", str(tmp_path / "raw"), "--duration", value],
+                           catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --duration must be > 0 (a finite number of seconds), "
+                             f"got {float(value)}\n")
+    assert not (tmp_path / "raw").exists()

@@ -84,3 +84,33 @@ def test_unimplemented_command_exits_3_cleanly() -> None:
 
     names = {c.name for c in base.app.registered_commands}
     assert "config" in names
+
+
+def test_config_masks_credentials_in_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`config` (table and --json) never shows the user, password or query of a URL, as collect does."""
+    monkeypatch.setenv("MKTPRED_COLLECT_URL", "wss://bob:hunter2@feed.example.com:8443/ws?token=s3cret")
+    doc = json.loads(runner.invoke(app, ["config", "--json"], catch_exceptions=False).stdout)
+    assert doc["values"]["collect.url"] == "wss://***@feed.example.com:8443/ws?***"
+    table = runner.invoke(app, ["config"], catch_exceptions=False, env={"COLUMNS": "400"})
+    assert table.exit_code == 0
+    assert "wss://***@feed.example.com:8443/ws?***" in table.stdout
+    for secret in ("bob", "hunter2", "s3cret"):
+        assert secret not in table.stdout and secret not in json.dumps(doc)
+
+
+def test_non_utf8_config_file_is_exit_2_one_line(tmp_path: Path) -> None:
+    """A mktpred.toml that is not UTF-8 is exit 2 with one error line, not a traceback and exit 1."""
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes('[collect]\nproducts = ["BTC-EUR"] # prix en \u20ac\n'.encode("cp1252"))
+    result = runner.invoke(app, ["config", "--config", str(cfg)], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {cfg}: not UTF-8 text (byte 43: b'\\x80'); TOML files must be UTF-8\n"
+
+
+def test_unknown_environment_variable_is_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MKTPRED_COLLECT_FOO=1 is exit 2 naming the variable, like an unknown key in the file."""
+    monkeypatch.setenv("MKTPRED_COLLECT_FOO", "1")
+    result = runner.invoke(app, ["config"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: env MKTPRED_COLLECT_FOO: unknown configuration variable")
+    assert result.stderr.count("\n") == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from mktpred.collect.records import conn_id, event_record, frame_record, line_prefix, new_run_id
 
 PREFIX = line_prefix("20251122T140301Z-ab12-1")
@@ -75,3 +77,49 @@ def test_connection_ids_are_unique_across_runs_in_the_same_second() -> None:
     ids = {conn_id(new_run_id(now), 1) for _ in range(50)}
     assert len(ids) > 40
     assert all(i.startswith("20251122T140301Z-") and i.endswith("-1") for i in ids)
+
+
+def _big(body: str) -> bytes:
+    """A frame over the lean-parse threshold: ``body`` with a padding key in front."""
+    from mktpred.collect.records import LEAN_PARSE_BYTES
+
+    return ('{"pad":"' + "p" * LEAN_PARSE_BYTES + '",' + body[1:]).encode()
+
+
+_LEVEL = '{"side":"bid","event_time":"2026-08-09T21:05:48Z","price_level":"1.5","new_quantity":"2"}'
+
+
+@pytest.mark.parametrize("body", [
+    '{"channel":"l2_data","sequence_num":7,"events":[{"type":"snapshot","updates":[' + ",".join([_LEVEL] * 3) + "]}]}",
+    '{"channel":"market_trades","sequence_num":8,"events":[{"type":"update","trades":[{"trade_id":"1"},'
+    '{"trade_id":"2"}]},{"type":"update","trades":[{"trade_id":"3"}]}]}',
+    '{"channel":"ticker","sequence_num":9,"events":[{"type":"update","tickers":[{"type":"ticker","x":1}]}]}',
+    '{"type":"error","message":"failure to subscribe","reason":"too big"}',
+    '{"channel":"ticker","sequence_num":10,"x":NaN}',
+    '{"channel":"ticker","sequence_num":11,"x":1e400}',
+    '{"channel":"ticker","sequence_num":12,"x":"\\ud800"}',
+    '{"channel":"ticker","sequence_num":13,"x":[1,]}',
+    '{"channel":"ticker","sequence_num":14,"x":"caf\\u00e9"}\n',
+], ids=["l2-snapshot", "trades", "tickers", "error", "nan", "overflow", "lone-surrogate", "trailing-comma",
+        "escape-and-newline"])
+def test_big_frames_get_the_same_verdict_as_orjson(body: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames over LEAN_PARSE_BYTES are parsed to a skeleton; the record and every field the reader
+    uses equal what the full orjson parse gives (valid or raw, channel, seq, rows, snapshot, error)."""
+    import mktpred.collect.records as records
+
+    payload = _big(body)
+    prefix = line_prefix("c-1")
+    lean = frame_record(5, prefix, payload)
+    monkeypatch.setattr(records, "LEAN_PARSE_BYTES", 1 << 40)  # force the full orjson parse
+    full = frame_record(5, prefix, payload)
+    assert (lean.valid, lean.channel, lean.seq, lean.rows, lean.l2_snapshot, lean.error) == \
+        (full.valid, full.channel, full.seq, full.rows, full.l2_snapshot, full.error)
+    assert lean.line == full.line
+
+
+def test_big_frame_counts_are_right() -> None:
+    """The skeleton parse counts rows and reads the header of a big level2 snapshot correctly."""
+    payload = _big('{"channel":"l2_data","sequence_num":7,"events":[{"type":"snapshot","updates":['
+                   + ",".join([_LEVEL] * 5) + "]}]}")
+    frame = frame_record(1, line_prefix("c-1"), payload)
+    assert (frame.valid, frame.channel, frame.seq, frame.rows, frame.l2_snapshot) == (True, "l2_data", 7, 5, True)
