@@ -21,6 +21,7 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     gpu_info,
     report,
     retrain,
+    serve,
     simulate,
     train,
     validate,
