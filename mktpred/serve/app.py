@@ -33,6 +33,8 @@ class SSEResponse(Response):
 
     def __init__(self, hub: Hub) -> None:
         super().__init__(headers=SSE_HEADERS, media_type=self.media_type)
+        # streamed: no Content-Length (the base class declares 0 for an empty body)
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,7 +85,9 @@ def create_app(hub: Hub, health: Callable[[], dict[str, Any]]) -> FastAPI:
         return Response(body, media_type="application/json")
 
     @app.get("/stream", summary="Server-Sent Events: one `event: prediction` per message",
-             response_class=SSEResponse)
+             response_class=SSEResponse, status_code=200,
+             responses={200: {"description": "`event: prediction` + `data: <message JSON>`, until the server stops",
+                              "content": {"text/event-stream": {}}}})
     async def get_stream() -> SSEResponse:
         return SSEResponse(hub)
 
