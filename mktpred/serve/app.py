@@ -38,7 +38,8 @@ class SSEResponse(Response):
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sub = self.hub.subscribe("sse")
+        client = scope.get("client")
+        sub = self.hub.subscribe("sse", tuple(client) if client else None)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b": mktpred serve\n\n", "more_body": True})
@@ -94,7 +95,7 @@ def create_app(hub: Hub, health: Callable[[], dict[str, Any]]) -> FastAPI:
     @app.websocket("/ws")
     async def ws_stream(websocket: WebSocket) -> None:
         await websocket.accept()
-        sub = hub.subscribe("ws")
+        sub = hub.subscribe("ws", (websocket.client.host, websocket.client.port) if websocket.client else None)
         try:
             await _pump(sub, lambda p: websocket.send_text(p.decode()))
             await websocket.close()

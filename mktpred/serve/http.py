@@ -31,12 +31,26 @@ class HttpServer:
         self.loop = loop
         asyncio.set_event_loop(loop)
         self.hub.bind(loop)
+        self.hub.abort_client = self._abort
         try:
             loop.run_until_complete(self.server.serve())
         except BaseException as exc:  # bind failures arrive as SystemExit from uvicorn
             self.error = exc
         finally:
+            for proto in list(self.server.server_state.connections):  # dropped or stalled peers
+                transport = getattr(proto, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            loop.run_until_complete(asyncio.sleep(0))  # let the aborted transports finish
             loop.close()
+
+    def _abort(self, client: tuple[str, int]) -> None:
+        """On the loop: abort the connection(s) of peer ``client``."""
+        for proto in list(self.server.server_state.connections):
+            if getattr(proto, "client", None) == client:
+                transport = getattr(proto, "transport", None)
+                if transport is not None:
+                    transport.abort()
 
     def start(self, timeout_s: float = 15.0) -> None:
         self.thread.start()

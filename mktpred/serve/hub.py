@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: messages a client may fall behind before it is dropped
@@ -24,6 +25,7 @@ class Subscriber:
     kind: str
     queue: asyncio.Queue[bytes | None]
     task: asyncio.Task[object] | None
+    client: tuple[str, int] | None = None  #: the peer address (to abort its connection)
     sent: int = 0
     dropped: bool = False
     extra: dict[str, object] = field(default_factory=dict)
@@ -42,6 +44,9 @@ class Hub:
         self.clients_total = 0
         self.clients_dropped = 0
         self.closed = False
+        #: set by the HTTP server: abort the connection of a peer address at once (its unsent bytes
+        #: would otherwise wait for a reader that never comes)
+        self.abort_client: Callable[[tuple[str, int]], None] | None = None
 
     # -- pipeline side (any thread) ---------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -70,9 +75,9 @@ class Hub:
         return len(self._subs)
 
     # -- event-loop side --------------------------------------------------------------------------
-    def subscribe(self, kind: str) -> Subscriber:
+    def subscribe(self, kind: str, client: tuple[str, int] | None = None) -> Subscriber:
         """A new client on the running loop (its task is cancelled if it is dropped)."""
-        sub = Subscriber(kind, asyncio.Queue(self.client_queue), asyncio.current_task())
+        sub = Subscriber(kind, asyncio.Queue(self.client_queue), asyncio.current_task(), client)
         if self.closed:
             sub.queue.put_nowait(None)
         with self._lock:
@@ -101,6 +106,8 @@ class Hub:
             self.clients_dropped += 1
         if sub.task is not None:
             sub.task.cancel()  # it may be blocked writing to a client that does not read
+        if sub.client is not None and self.abort_client is not None:
+            self.abort_client(sub.client)
 
     def close_all(self) -> None:
         """On the loop: tell every client the stream is over (shutdown)."""
