@@ -95,7 +95,7 @@ def train_model(root: Path) -> Path:
     return root / "models" / "bench"
 
 
-def run(model: Path, rate: float, seconds: float, clients: int) -> dict[str, Any]:
+def run(model: Path, rate: float, seconds: float, clients: int, switch: float) -> dict[str, Any]:
     from mktpred.collect import CollectSettings
     from mktpred.serve import ServeRun, ServeSettings
 
@@ -108,13 +108,15 @@ def run(model: Path, rate: float, seconds: float, clients: int) -> dict[str, Any
     settings = ServeSettings(
         collect=CollectSettings(url=url, products=PRODUCTS, channels=("level2", "market_trades"), raw_dir=work / "raw",
                                 flush_interval_s=1.0, stall_timeout_s=5.0, duration_s=seconds),
-        model=model, predictions_dir=work / "preds", port=0)
+        model=model, predictions_dir=work / "preds", port=0, switch_interval_s=switch or None)
     run_ = ServeRun(settings)
     cl_parent, cl_child = ctx.Pipe()
     client_proc: Any = None
 
+    cpu0 = t0 = 0.0
+
     def ready(http: str) -> None:
-        nonlocal client_proc
+        nonlocal client_proc, cpu0, t0
         if clients:
             client_proc = ctx.Process(target=sse_clients, args=(http, clients, cl_child), daemon=True)
             client_proc.start()
@@ -122,9 +124,8 @@ def run(model: Path, rate: float, seconds: float, clients: int) -> dict[str, Any
             deadline = time.monotonic() + 30
             while run_.hub.clients < clients and time.monotonic() < deadline:
                 time.sleep(0.01)
+        cpu0, t0 = time.process_time(), time.perf_counter()  # startup (imports, model load) excluded
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
     result = run_.run(on_ready=ready)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
@@ -134,7 +135,7 @@ def run(model: Path, rate: float, seconds: float, clients: int) -> dict[str, Any
     shutil.rmtree(work, ignore_errors=True)
     frames = result.collect.frames
     return {
-        "rate": rate or "max", "seconds": wall, "frames": frames, "frames_per_s": frames / wall,
+        "rate": rate or "max", "seconds": wall, "frames": frames, "frames_per_s": frames / wall,  # ~ since ready
         "pipelined_per_s": result.frames / wall, "predictions": result.predictions,
         "latency_us": result.latency_us, "model_call_us": result.model_call_us,
         "cpu_s_per_100k": cpu / max(frames, 1) * 1e5, "cpu_share": cpu / wall,
@@ -149,6 +150,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rates", default="1000,0", help="model frames/s per run (0 = as fast as possible)")
     ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--switch-interval", type=float, default=0.0005,
+                    help="sys.setswitchinterval while serving (0 = leave the default 5 ms)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-serve-model-"))
     try:
@@ -156,7 +159,7 @@ def main() -> None:
         model = train_model(root)
         print(f"model trained in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         for rate in (float(r) for r in args.rates.split(",")):
-            r = run(model, rate, args.seconds, args.clients)
+            r = run(model, rate, args.seconds, args.clients, args.switch_interval)
             lat, mc = r["latency_us"], r["model_call_us"]
             print(f"rate {r['rate']}: {r['frames']:,} frames in {r['seconds']:.1f} s = {r['frames_per_s']:,.0f} "
                   f"frames/s recorded ({r['pipelined_per_s']:,.0f}/s through features), {r['predictions']:,} "

@@ -11,6 +11,7 @@ line left in the queue and seals the prediction segment, then the HTTP server en
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,9 @@ class ServeSettings:
     client_queue: int = CLIENT_QUEUE
     grace_ns: int = GRACE_NS
     reload_poll_s: float = 0.25
+    #: the interpreter's thread switch interval while serving: CPython's default (5 ms) lets a busy
+    #: thread hold the GIL that long while the pipeline waits; None leaves it alone
+    switch_interval_s: float | None = 0.0005
 
     @classmethod
     def from_config(cls, cfg: Config, model: Path, duration_s: float | None = None) -> ServeSettings:
@@ -179,6 +183,18 @@ class ServeRun:
 
     def run(self, on_ready: Callable[[str], None] | None = None,
             on_status: Callable[[ServeStatus], None] | None = None, status_every_s: float = 1.0) -> ServeResult:
+
+        s = self.settings
+        old_switch = sys.getswitchinterval()
+        if s.switch_interval_s is not None:
+            sys.setswitchinterval(s.switch_interval_s)
+        try:
+            return self._run(on_ready, on_status, status_every_s)
+        finally:
+            sys.setswitchinterval(old_switch)
+
+    def _run(self, on_ready: Callable[[str], None] | None, on_status: Callable[[ServeStatus], None] | None,
+             status_every_s: float) -> ServeResult:
         from mktpred.serve.app import create_app
         from mktpred.serve.http import HttpServer
 
