@@ -143,3 +143,28 @@ def test_two_products_share_one_trigger_and_unknown_products_are_ignored(tmp_pat
     feed(p, clock, heartbeat(4, T0 + 1001 * MS), 3)
     assert [(m["product_id"], m["ret_bps"]) for m in out] == [("BTC-USD", 101.0), ("ETH-USD", 11.0)]
     assert p.stats.late_frames == 0
+
+
+def test_model_watcher_loads_a_promoted_version_and_skips_an_incompatible_one(tmp_path: Path) -> None:
+    """A new `current` with the same grid is handed over; one with another grid interval, or one
+    that does not load, is reported and skipped (the serving model stays)."""
+    from mktpred.serve.model import ModelWatcher
+
+    write_model(tmp_path / "m", "v0001")
+    served = load_served(tmp_path / "m")
+    got: list[str] = []
+    errors: list[str] = []
+    w = ModelWatcher(tmp_path / "m", "v0001", served.spec, lambda s: got.append(s.model.version), errors.append)
+    w.check()
+    assert got == [] and errors == []
+    write_model(tmp_path / "m", "v0002", interval_ns=100 * MS)
+    w.check()
+    assert got == [] and len(errors) == 1 and "another feature spec" in errors[0]
+    d = write_model(tmp_path / "m", "v0003")
+    (d / "model.linear.json").unlink()
+    w.check()
+    assert got == [] and len(errors) == 2 and "v0003 not loaded" in errors[1]
+    write_model(tmp_path / "m", "v0004")
+    w.check()
+    w.check()
+    assert got == ["v0004"] and len(errors) == 2
