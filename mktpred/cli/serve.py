@@ -17,7 +17,7 @@ from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.collect import _csv, _stop_on_signals
 from mktpred.cli.output import Terminal
 from mktpred.config import load_config
-from mktpred.errors import Interrupted
+from mktpred.errors import Interrupted, UsageError
 
 if TYPE_CHECKING:
     from mktpred.serve import ServeStatus
@@ -41,6 +41,8 @@ def serve_command(
                                              show_default=False)] = None,
     duration: Annotated[float | None, typer.Option(help="Stop cleanly after S seconds (default: run until "
                                                         "stopped).", show_default=False)] = None,
+    grace_ms: Annotated[float, typer.Option(help="Publish a grid point g by timer once the estimated exchange "
+                                                 "clock passes g + this many ms.")] = 50.0,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -58,7 +60,9 @@ def serve_command(
         "collect.url": url, "collect.products": _csv(products), "paths.raw_dir": raw_dir,
         "paths.predictions_dir": predictions_dir, "serve.host": host, "serve.port": port,
     })
-    settings = ServeSettings.from_config(cfg, model, duration_s=duration)
+    if not 0 <= grace_ms < 3_600_000:
+        raise UsageError(f"--grace-ms must be between 0 and 3600000, got {grace_ms}", where="--grace-ms")
+    settings = ServeSettings.from_config(cfg, model, duration_s=duration, grace_ns=int(grace_ms * 1e6))
     term = Terminal()
     stop = threading.Event()
 

@@ -52,12 +52,13 @@ class ServeSettings:
     switch_interval_s: float | None = 0.0005
 
     @classmethod
-    def from_config(cls, cfg: Config, model: Path, duration_s: float | None = None) -> ServeSettings:
+    def from_config(cls, cfg: Config, model: Path, duration_s: float | None = None,
+                    grace_ns: int = GRACE_NS) -> ServeSettings:
         c = CollectSettings.from_config(cfg, duration_s=duration_s)
         channels = tuple(dict.fromkeys([*c.channels, *NEEDED_CHANNELS]))
         c = CollectSettings(**{**asdict(c), "channels": channels})
         return cls(collect=c, model=Path(model), predictions_dir=cfg.paths.predictions_dir, host=cfg.serve.host,
-                   port=cfg.serve.port)
+                   port=cfg.serve.port, grace_ns=grace_ns)
 
 
 @dataclass

@@ -96,3 +96,12 @@ def test_duration_json_summary_with_no_exchange(tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert (out["model"], out["version"], out["predictions"], out["frames"]) == ("m", "v0001", 0, 0)
     assert out["collect"]["stopped_by"] == "duration" and out["prediction_segments"] == []
+
+
+def test_negative_grace_is_a_usage_error(tmp_path: Path) -> None:
+    """--grace-ms below 0: one line, exit 2, nothing recorded."""
+    d = write_model(tmp_path / "models" / "m", "v0001")
+    code, err = _serve(tmp_path, d, "--grace-ms", "-1")
+    assert code == 2 and err.strip().splitlines() == ["error: --grace-ms must be between 0 and 3600000, got -1.0 "
+                                                      "(--grace-ms)"], err
+    assert not (tmp_path / "raw").exists()
