@@ -66,7 +66,9 @@ async def _pump(sub: Subscriber, send_one: Callable[[bytes], Any]) -> None:
 
 def create_app(hub: Hub, health: Callable[[], dict[str, Any]]) -> FastAPI:
     """The app; ``health()`` returns the ``/health`` document."""
-    logging.getLogger("uvicorn.error").addFilter(_DroppedClientFilter())
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DroppedClientFilter) for f in log.filters):
+        log.addFilter(_DroppedClientFilter())
     app = FastAPI(title="mktpred serve", version=__version__,
                   description="Live predictions of a mktpred model. Each message: `time`, `time_ns`, `product_id`, "
                               "`model`, `version`, `horizon_s`, `valid`, the model's outputs, `latency_us`.")

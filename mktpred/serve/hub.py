@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: messages a client may fall behind before it is dropped
 CLIENT_QUEUE = 1024
@@ -28,7 +28,6 @@ class Subscriber:
     client: tuple[str, int] | None = None  #: the peer address (to abort its connection)
     sent: int = 0
     dropped: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Hub:
