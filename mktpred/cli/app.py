@@ -22,6 +22,7 @@ from mktpred.cli import (  # noqa: F401  (importing registers the commands)
     predict,
     report,
     retrain,
+    serve,
     simulate,
     train,
     validate,

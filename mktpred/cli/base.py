@@ -65,3 +65,8 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (``None`` when the option was not given)."""
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mktpred.cli.base import ConfigOption, JsonOption, command
+from mktpred.cli.base import ConfigOption, JsonOption, command, split_csv
 from mktpred.cli.output import Terminal, collect_status_view, one_line, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, MktpredError
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from mktpred.collect import CollectResult
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
 @command("collect")
@@ -52,7 +50,7 @@ def collect_command(
     from mktpred.collect import Collector, CollectSettings
 
     cfg = load_config(config, {
-        "collect.url": url, "collect.products": _csv(products), "collect.channels": _csv(channels),
+        "collect.url": url, "collect.products": split_csv(products), "collect.channels": split_csv(channels),
         "paths.raw_dir": raw_dir, "collect.connections": connections,
         "collect.flush_interval_s": flush_interval, "collect.stall_timeout_s": stall_timeout,
         "collect.max_reconnects": max_reconnects,

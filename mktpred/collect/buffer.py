@@ -11,6 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+
+#: called with every ``(recv_ns, line)`` as it is accepted, in file order (``serve`` feeds its
+#: feature engine from here); it must not block
+Tap = Callable[[int, bytes], None]
 
 #: the writer is woken early once this much is waiting (otherwise it wakes on its own timer)
 WAKE_BYTES = 256 * 1024
@@ -23,8 +28,9 @@ class BufferAborted(Exception):
 class RecordBuffer:
     """A byte-bounded FIFO of ``(recv_ns, line)`` items, many producers, one consumer."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, tap: Tap | None = None) -> None:
         self.capacity = max(1, capacity)
+        self._tap = tap
         self._items: deque[tuple[int, bytes]] = deque()
         self._bytes = 0
         self._cond = threading.Condition(threading.Lock())
@@ -50,6 +56,8 @@ class RecordBuffer:
                 raise BufferAborted()
             self._items.append((recv_ns, line))
             self._bytes += n
+            if self._tap is not None:  # under the lock: the tap sees lines in the order they are written
+                self._tap(recv_ns, line)
             if self._bytes > self.peak_bytes:
                 self.peak_bytes = self._bytes
             if self._consumer_waiting and self._bytes >= WAKE_BYTES:

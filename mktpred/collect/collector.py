@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mktpred.coinbase import SUBSCRIBABLE_CHANNELS, format_rfc3339_ns
-from mktpred.collect.buffer import RecordBuffer
+from mktpred.collect.buffer import RecordBuffer, Tap
 from mktpred.collect.clock import Clock, SystemClock
 from mktpred.collect.connection import ConnectionPlan, ConnectionWorker
 from mktpred.collect.records import conn_id, new_run_id
@@ -102,14 +102,15 @@ class Collector:
     recording, :attr:`result` holds its summary (with ``error`` set when it raised)."""
 
     def __init__(self, settings: CollectSettings, *, stop: threading.Event | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, tap: Tap | None = None) -> None:
+        """``tap`` (optional, must not block) sees every record line as it is buffered for writing."""
         settings.check()
         self.settings = settings
         self.stop = stop or threading.Event()
         self.clock = clock or SystemClock()
         self.run_id = new_run_id(self.clock.now_ns())
         self.notices = Notices()
-        self.buffer = RecordBuffer(settings.buffer_bytes)
+        self.buffer = RecordBuffer(settings.buffer_bytes, tap)
         self.segments = SegmentWriter(settings.raw_dir)
         self.plans = settings.plans()
         self.stats = [ConnectionStats(slot=p.slot, products=p.products) for p in self.plans]
