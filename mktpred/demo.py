@@ -47,11 +47,12 @@ MIN_FAULT_SECONDS = 6.0
 #: would not fit in a 15 s run); the injected stall is longer
 STALL_TIMEOUT_S = 2.0
 STALL_S = 3.0
-#: the simulated market the model learns from: a fixed start so a seed gives the same market, model and
-#: figures on every run; one hour of the first product trains in seconds
+#: the simulated market the model learns from: one hour of the first product trains in seconds.  It
+#: ends MARKET_LEAD_S before the live leg starts (on a whole second, so a seed gives the same grid,
+#: model and figures on every run), so the store has no silence between the two
 MARKET_SPAN_S = 3600.0
 MARKET_SIGNAL = 1.0
-MARKET_START = "2026-01-05T00:00:00Z"
+MARKET_LEAD_S = 2
 #: the planted rule acts on the next mid move, so its skill is largest at the shortest horizon
 HORIZON = "1s"
 #: the model trains on the first TRAIN_SHARE of the market; predictions start one purge gap later
@@ -391,6 +392,7 @@ def run_demo(
                                                                  csv_dir=csv_dir))
     faults = fault_plan(seconds, sim_cfg.rate) if with_faults else []
     timings: dict[str, float] = {}
+    live_start_ns = time.time_ns()
     try:
         t = time.monotonic()
         obs.stage("simulate", f"simulator: {', '.join(sim_cfg.products)} at {sim_cfg.rate:g} msg/s"
@@ -421,8 +423,9 @@ def run_demo(
 
         market = None
         if market_span_s > 0:
-            market = _market(raw_dir, sim_cfg.products[0], market_span_s, signal, sim_cfg.seed, sim_cfg.depth,
-                             obs)
+            end_ns = (live_start_ns // 10**9 - MARKET_LEAD_S) * 10**9
+            market = _market(raw_dir, sim_cfg.products[0], end_ns - round(market_span_s) * 10**9, end_ns, signal,
+                             sim_cfg.seed, sim_cfg.depth, obs)
             t = _timed(timings, "market", t)
             if stop.is_set():
                 raise Interrupted(f"interrupted; the raw segments so far are in {raw_dir}")
@@ -451,16 +454,16 @@ def run_demo(
     return result
 
 
-def _market(raw_dir: Path, product: str, span_s: float, signal: float, seed: int, depth: int,
+def _market(raw_dir: Path, product: str, start_ns: int, end_ns: int, signal: float, seed: int, depth: int,
             obs: DemoObserver) -> ToRawResult:
-    """``simulate --to-raw``: the simulated market with its planted signal and oracle."""
-    from mktpred.coinbase.timestamps import parse_rfc3339_ns
+    """``simulate --to-raw``: the simulated market with its planted signal and oracle, just before the
+    live leg."""
     from mktpred.simulate.to_raw import write_raw
 
-    obs.stage("market", f"market: {span_s / 3600:g} h of simulated {product} with signal {signal:g} "
-                        f"(simulate --to-raw) -> {raw_dir}")
-    return write_raw(raw_dir, products=[product], span_ns=round(span_s * 1e9), start_ns=parse_rfc3339_ns(MARKET_START),
-                     seed=seed, depth=depth, signal=signal, progress=obs.progress)
+    obs.stage("market", f"market: {(end_ns - start_ns) / 3.6e12:g} h of simulated {product} with signal "
+                        f"{signal:g} (simulate --to-raw), ending just before the live leg -> {raw_dir}")
+    return write_raw(raw_dir, products=[product], span_ns=end_ns - start_ns, start_ns=start_ns, seed=seed,
+                     depth=depth, signal=signal, progress=obs.progress)
 
 
 def _model_stages(result: DemoResult, cfg: Config, stop: threading.Event, obs: DemoObserver, t: float) -> None:
