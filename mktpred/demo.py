@@ -32,7 +32,12 @@ from mktpred.progress import Progress
 if TYPE_CHECKING:  # the stages are imported when the demo runs: `mktpred --help` stays fast
     from mktpred.collect import CollectResult, CollectStatus
     from mktpred.convert.runner import ConvertSummary
+    from mktpred.features.build import FeaturesResult
+    from mktpred.models.train import TrainResult
+    from mktpred.predict.batch import PredictResult
+    from mktpred.report import Report
     from mktpred.simulate import FaultEvent
+    from mktpred.simulate.to_raw import ToRawResult
     from mktpred.validate import ValidationReport
 
 DEFAULT_SECONDS = 15.0
@@ -42,13 +47,27 @@ MIN_FAULT_SECONDS = 6.0
 #: would not fit in a 15 s run); the injected stall is longer
 STALL_TIMEOUT_S = 2.0
 STALL_S = 3.0
+#: the simulated market the model learns from: one hour of the first product trains in seconds.  It
+#: ends MARKET_LEAD_S before the live leg starts (on a whole second, so a seed gives the same grid,
+#: model and figures on every run), so the store has no silence between the two
+MARKET_SPAN_S = 3600.0
+MARKET_SIGNAL = 1.0
+MARKET_LEAD_S = 2
+#: the planted rule acts on the next mid move, so its skill is largest at the shortest horizon
+HORIZON = "1s"
+#: the model trains on the first TRAIN_SHARE of the market; predictions start one purge gap later
+TRAIN_SHARE = 0.7
+MODEL_NAME = "demo"
+#: five walk-forward folds, each test block longer than the 301 s purge gap
+MIN_MARKET_SPAN_S = 1800.0
 
 
 class DemoObserver:
     """What :func:`run_demo` reports while it runs; override what you want to show.
 
-    ``stage(name, detail)`` is called when each stage starts (``simulate``, ``collect``,
-    ``convert``, ``validate``); ``collect_status`` receives the recorder's snapshots every
+    ``stage(name, detail)`` is called when each stage starts (``simulate``, ``collect``, ``market``,
+    ``convert``, ``validate``, ``features``, ``train``, ``predict``, ``report``); ``note`` receives
+    one-line remarks inside a stage (the training folds); ``collect_status`` receives the recorder's snapshots every
     ``status_every_s`` seconds (read right after ``stage("collect", ...)`` returns, so ``stage`` may
     set it); ``progress`` receives the convert and validate :class:`~mktpred.progress.Progress`
     events (their ``stage`` is ``convert``, ``decode``, ...).
@@ -63,7 +82,10 @@ class DemoObserver:
         """A recorder status snapshot (counters, rates, notices such as reconnects and gaps)."""
 
     def progress(self, event: Progress) -> None:
-        """Convert / validate progress."""
+        """Market, convert, validate, features and report progress."""
+
+    def note(self, text: str) -> None:
+        """A one-line remark inside a stage."""
 
     def done(self) -> None:
         """The last stage ended (successfully or not)."""
@@ -168,6 +190,12 @@ class DemoResult:
     #: why the run is not as expected (empty when it is)
     problems: list[str] = field(default_factory=list)
     queries: list[DemoQuery] = field(default_factory=list)
+    #: the prediction half (absent with ``market_span_s = 0``)
+    market: ToRawResult | None = None
+    features: FeaturesResult | None = None
+    trained: TrainResult | None = None
+    predicted: PredictResult | None = None
+    report: Report | None = None
 
     @property
     def raw_dir(self) -> Path:
@@ -176,6 +204,33 @@ class DemoResult:
     @property
     def store(self) -> Path:
         return self.workdir / "parquet"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.workdir / "models"
+
+    @property
+    def report_path(self) -> Path:
+        return self.workdir / "report.html"
+
+    @property
+    def skill(self) -> dict[str, Any] | None:
+        """The model against its baselines and the oracle at the demo's horizon: the walk-forward
+        (pooled out-of-sample) AUCs and the held-out predictions' AUCs (``None`` without a model)."""
+        if self.trained is None or self.predicted is None or self.market is None:
+            return None
+        meta = self.trained.meta
+        oracle = self.market.oracle.get("horizons", {}).get(HORIZON, {})
+        return {
+            "horizon": HORIZON,
+            "oracle_auc": oracle.get("auc"),
+            "walk_forward": {"model": meta["metrics"]["pooled"].get("auc"),
+                             **{b: v["pooled"].get("auc") for b, v in meta["baselines"].items()},
+                             "rows": meta["metrics"]["pooled"].get("rows")},
+            "held_out": {"model": self.predicted.metrics.get("auc"),
+                         **{b: v.get("auc") for b, v in self.predicted.baselines.items()},
+                         "rows": self.predicted.scored_rows, "in_sample": self.predicted.in_sample},
+        }
 
     @property
     def ok(self) -> bool:
@@ -220,6 +275,13 @@ class DemoResult:
             "collect_summary": self.collect.to_dict(),
             "convert_summary": conv,
             "validation": self.validation.to_dict(),
+            "market": None if self.market is None else self.market.to_json(),
+            "features": None if self.features is None else self.features.to_json(),
+            "model": None if self.trained is None else self.trained.to_json(),
+            "predict": None if self.predicted is None else self.predicted.to_json(),
+            "skill": self.skill,
+            "report": None if self.report is None else str(self.report_path),
+            "report_bytes": None if self.report is None else self.report.bytes,
         }
 
 
@@ -259,6 +321,12 @@ def _problems(result: DemoResult) -> list[str]:
             problems.append("validate did not report the injected gap")
         elif not all(g.known for g in gaps):
             problems.append("validate reported gaps the recorder did not record")
+    skill = result.skill
+    if skill is not None and result.market is not None and result.market.signal > 0:
+        held = skill["held_out"]
+        if held["model"] is None or held["prior"] is None or held["model"] <= held["prior"]:
+            problems.append(f"the model found no skill in a market with a planted signal (held-out AUC "
+                            f"{held['model']}, prior {held['prior']})")
     return problems
 
 
@@ -274,10 +342,14 @@ def run_demo(
     workdir: Path,
     seconds: float = DEFAULT_SECONDS,
     with_faults: bool = False,
+    market_span_s: float = MARKET_SPAN_S,
+    signal: float = MARKET_SIGNAL,
     stop: threading.Event | None = None,
     observer: DemoObserver | None = None,
 ) -> DemoResult:
-    """Simulate, collect for ``seconds``, convert and validate inside ``workdir``.
+    """Simulate, collect for ``seconds``, write ``market_span_s`` of a simulated market with a planted
+    ``signal`` (0 skips it and the model stages), convert and validate, then features, train, predict
+    and the report, inside ``workdir``.
 
     Uses ``cfg.simulate`` (products, rate, seed, depth; always 127.0.0.1 on a free port),
     ``cfg.collect`` (channels, flush interval, buffer, backoff; the stall timeout is
@@ -293,6 +365,14 @@ def run_demo(
 
     if not seconds > 0:
         raise UsageError(f"--seconds must be > 0, got {seconds:g}", where="--seconds")
+    if not 0 <= market_span_s <= 24 * 3600:
+        raise UsageError(f"--market-span must be 0 (no model) or up to 24h, got {market_span_s:g} s",
+                         where="--market-span")
+    if 0 < market_span_s < MIN_MARKET_SPAN_S:
+        raise UsageError(f"--market-span must be at least {MIN_MARKET_SPAN_S / 60:g} min to train on, "
+                         f"got {market_span_s:g} s", where="--market-span")
+    if not signal >= 0:
+        raise UsageError(f"--signal must be >= 0, got {signal:g}", where="--signal")
     sim_cfg = cfg.simulate
     if with_faults and seconds < MIN_FAULT_SECONDS:
         raise UsageError(f"--with-faults needs --seconds >= {MIN_FAULT_SECONDS:g} (the stall alone costs "
@@ -312,6 +392,7 @@ def run_demo(
                                                                  csv_dir=csv_dir))
     faults = fault_plan(seconds, sim_cfg.rate) if with_faults else []
     timings: dict[str, float] = {}
+    live_start_ns = time.time_ns()
     try:
         t = time.monotonic()
         obs.stage("simulate", f"simulator: {', '.join(sim_cfg.products)} at {sim_cfg.rate:g} msg/s"
@@ -340,6 +421,15 @@ def run_demo(
             raise Interrupted(f"interrupted; what was recorded is sealed in {raw_dir}")
         stop.clear()  # the recorder sets it when it ends; from here on it means "the user stopped us"
 
+        market = None
+        if market_span_s > 0:
+            end_ns = (live_start_ns // 10**9 - MARKET_LEAD_S) * 10**9
+            market = _market(raw_dir, sim_cfg.products[0], end_ns - round(market_span_s) * 10**9, end_ns, signal,
+                             sim_cfg.seed, sim_cfg.depth, obs)
+            t = _timed(timings, "market", t)
+            if stop.is_set():
+                raise Interrupted(f"interrupted; the raw segments so far are in {raw_dir}")
+
         obs.stage("convert", f"convert: {len(collected.segments)} sealed segment(s) -> {store}")
         converted = run_convert(run_cfg, progress=obs.progress)
         t = _timed(timings, "convert", t)
@@ -349,12 +439,80 @@ def run_demo(
         obs.stage("validate", f"validate: {store}")
         report = validate_store(store, raw_dir=raw_dir, max_silence_s=run_cfg.validate.max_silence_s,
                                 progress=obs.progress)
-        _timed(timings, "validate", t)
+        t = _timed(timings, "validate", t)
+        result = DemoResult(workdir=workdir, url=url, seconds=seconds, with_faults=with_faults, faults=faults,
+                            collect=collected, frames_per_channel=_frames_per_channel(last[0] if last else None),
+                            convert=converted, validation=report, fault_log=fault_log, timings=timings,
+                            queries=example_queries("parquet"), market=market)
+        if market is not None:
+            _model_stages(result, run_cfg, stop, obs, t)
+        else:
+            _report_stage(result, run_cfg, obs, t)
     finally:
         obs.done()
-    result = DemoResult(workdir=workdir, url=url, seconds=seconds, with_faults=with_faults, faults=faults,
-                        collect=collected, frames_per_channel=_frames_per_channel(last[0] if last else None),
-                        convert=converted, validation=report, fault_log=fault_log, timings=timings,
-                        queries=example_queries("parquet"))
     result.problems = _problems(result)
     return result
+
+
+def _market(raw_dir: Path, product: str, start_ns: int, end_ns: int, signal: float, seed: int, depth: int,
+            obs: DemoObserver) -> ToRawResult:
+    """``simulate --to-raw``: the simulated market with its planted signal and oracle, just before the
+    live leg."""
+    from mktpred.simulate.to_raw import write_raw
+
+    obs.stage("market", f"market: {(end_ns - start_ns) / 3.6e12:g} h of simulated {product} with signal "
+                        f"{signal:g} (simulate --to-raw), ending just before the live leg -> {raw_dir}")
+    return write_raw(raw_dir, products=[product], span_ns=end_ns - start_ns, start_ns=start_ns, seed=seed,
+                     depth=depth, signal=signal, progress=obs.progress)
+
+
+def _model_stages(result: DemoResult, cfg: Config, stop: threading.Event, obs: DemoObserver, t: float) -> None:
+    """Features, train on the first part of the simulated market, predict the rest, the report."""
+    from mktpred.book.table import parse_duration
+    from mktpred.coinbase.timestamps import format_rfc3339_ns
+    from mktpred.features import FeatureSpec
+    from mktpred.features.build import build_features
+    from mktpred.models.folds import purge_ns
+    from mktpred.models.train import train
+    from mktpred.predict.batch import predict
+
+    assert result.market is not None
+    market = result.market
+    interval = parse_duration(cfg.features.interval)
+    horizons = tuple(dict.fromkeys(parse_duration(h) for h in (*cfg.features.horizons, HORIZON)))
+    obs.stage("features", f"features: {cfg.features.interval} grid, labels "
+                          f"{', '.join(dict.fromkeys((*cfg.features.horizons, HORIZON)))} -> {result.store}/features")
+    result.features = build_features(result.store, FeatureSpec(interval, horizons), progress=obs.progress)
+    t = _timed(result.timings, "features", t)
+    if stop.is_set():
+        raise Interrupted(f"interrupted; the store so far is in {result.store}")
+
+    train_end = market.start_ns + round((market.end_ns - market.start_ns) * TRAIN_SHARE)
+    held_out = train_end + purge_ns(parse_duration(HORIZON))
+    obs.stage("train", f"train: {cfg.train.model}, {cfg.train.folds} purged walk-forward folds, horizon {HORIZON}, "
+                       f"{format_rfc3339_ns(market.start_ns)} .. {format_rfc3339_ns(train_end)} -> {result.models_dir}")
+    result.trained = train(result.store, result.models_dir, name=MODEL_NAME, horizon=HORIZON, model=cfg.train.model,
+                           folds=cfg.train.folds, products=market.products, start=market.start_ns, end=train_end,
+                           seed=cfg.train.seed, progress=obs.note)
+    t = _timed(result.timings, "train", t)
+    if stop.is_set():
+        raise Interrupted(f"interrupted; the model is in {result.trained.path}")
+
+    obs.stage("predict", f"predict: {result.trained.name} {result.trained.version} on the held-out "
+                         f"{format_rfc3339_ns(held_out)} .. {format_rfc3339_ns(market.end_ns)}")
+    result.predicted = predict(result.trained.path, result.store, start=held_out, end=market.end_ns,
+                               products=market.products)
+    t = _timed(result.timings, "predict", t)
+    if stop.is_set():
+        raise Interrupted(f"interrupted; the predictions are in {result.store}/predictions")
+    _report_stage(result, cfg, obs, t)
+
+
+def _report_stage(result: DemoResult, cfg: Config, obs: DemoObserver, t: float) -> None:
+    from mktpred.report import build_report, write_report
+
+    obs.stage("report", f"report: {result.report_path}")
+    built = build_report(result.store, result.models_dir, max_silence_s=cfg.validate.max_silence_s,
+                         progress=obs.progress)
+    result.report = write_report(built, result.report_path)
+    _timed(result.timings, "report", t)

@@ -21,7 +21,7 @@ from mktpred.cli.output import (
     stop_on_signals,
 )
 from mktpred.config import load_config
-from mktpred.demo import DEFAULT_SECONDS, DemoObserver, default_workdir, run_demo
+from mktpred.demo import DEFAULT_SECONDS, MARKET_SIGNAL, DemoObserver, default_workdir, run_demo
 from mktpred.errors import DataError
 
 if TYPE_CHECKING:
@@ -45,8 +45,11 @@ class _Screen(DemoObserver):
         self.term.info(detail)
         if name == "collect":
             self.show_status, self.status_every_s = self.view.enter_context(collect_status_view(self.term, 5.0))
-        elif name in ("convert", "validate"):
+        elif name in ("market", "convert", "validate", "features", "report"):
             self.show_progress = self.view.enter_context(self.term.progress(name))
+
+    def note(self, text: str) -> None:
+        self.term.info(f"  {text}")
 
     def collect_status(self, status: CollectStatus) -> None:
         if self.show_status is not None:
@@ -71,15 +74,26 @@ def demo_command(
     with_faults: Annotated[bool, typer.Option(
         "--with-faults", help="Stall, drop and skip sequence numbers: watch the recorder recover and "
                               "validate report the gaps.")] = False,
+    market_span: Annotated[str, typer.Option(
+        "--market-span", help="How much simulated market (simulate --to-raw) to train and predict on; "
+                              "0 skips the model stages.", show_default=True)] = "1h",
+    signal: Annotated[float, typer.Option(
+        "--signal", help="Planted predictability of the simulated market (0 = none: the model must "
+                         "find no skill).", show_default=True)] = MARKET_SIGNAL,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Run the whole chain offline: simulator, collect, convert, validate, and a summary.
+    """Run the whole chain offline: simulator, collect, a simulated market with a planted signal,
+    convert, validate, features, train, predict, the HTML report, and a summary.
 
     Exit 0 when everything worked as expected (with --with-faults: the faults fired, the recorder
-    recovered and validate reported the gaps), 1 when not (the report is shown first).
+    recovered and validate reported the gaps; with a signal: the model beat the prior on the held-out
+    hour), 1 when not (the report is shown first).
 
-    Example: mktpred demo --seconds 15 --workdir demo-data"""
+    Example: mktpred demo --seconds 10 --workdir demo-data"""
+    from mktpred.models.folds import parse_span
+
+    span_s = 0.0 if market_span.strip() == "0" else parse_span(market_span) / 1e9
     cfg = load_config(config)
     term = Terminal()
     screen = _Screen(term)
@@ -91,7 +105,8 @@ def demo_command(
     try:
         with stop_on_signals(stop):
             result = run_demo(cfg, workdir=workdir or default_workdir(Path.cwd()), seconds=seconds,
-                              with_faults=with_faults, stop=stop, observer=screen)
+                              with_faults=with_faults, market_span_s=span_s, signal=signal, stop=stop,
+                              observer=screen)
     finally:
         sim_log.removeHandler(handler)
     if as_json:
@@ -114,8 +129,11 @@ def _summary(term: Terminal, r: DemoResult) -> None:
         ("conversion", f"{conv['rows_per_s']:,} rows/s, {conv['mb_per_s']} MB/s ({r.convert.seconds:.2f} s, "
                        f"{r.convert.engine} engine)"),
         ("validation", r.validation.status.value),
+        *_model_rows(r),
         ("store", str(r.store)),
         ("raw segments", str(r.raw_dir)),
+        *((("report", f"{r.report_path} ({r.report.bytes / 2**20:.1f} MiB, opens offline)"),)
+          if r.report is not None else ()),
         ("total", f"{r.elapsed_s:,.1f} s"),
     ]
     if r.with_faults:
@@ -133,4 +151,28 @@ def _summary(term: Terminal, r: DemoResult) -> None:
         term.out.print(f"  # {q.title}{needs}", markup=False, highlight=False, soft_wrap=True)
         term.out.print(f"  {q.command}", markup=False, highlight=False, soft_wrap=True)
     term.out.print(f"Everything is kept in {r.workdir}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _auc(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _model_rows(r: DemoResult) -> list[tuple[str, str]]:
+    """The market, the model's skill against its baselines and the oracle, the held-out predictions."""
+    skill = r.skill
+    if r.market is None or skill is None or r.trained is None or r.predicted is None:
+        return []
+    wf, held = skill["walk_forward"], skill["held_out"]
+    return [
+        ("simulated market", f"{r.market.span_s / 3600:g} h of {', '.join(r.market.products)}, signal "
+                             f"{r.market.signal:g}, {r.market.frames:,} frames"),
+        ("features", f"{r.features.rows:,} rows" if r.features is not None else "-"),
+        ("model", f"{r.trained.name} {r.trained.version} ({r.trained.meta['model']}, horizon {skill['horizon']})"),
+        ("AUC walk-forward", f"model {_auc(wf['model'])}, logistic {_auc(wf.get('logistic'))}, imbalance "
+                             f"{_auc(wf.get('imbalance'))}, prior {_auc(wf.get('prior'))} ({wf['rows']:,} rows)"),
+        ("AUC held out", f"model {_auc(held['model'])}, imbalance {_auc(held.get('imbalance'))}, prior "
+                         f"{_auc(held.get('prior'))} ({held['rows']:,} rows)"),
+        ("AUC oracle", f"{_auc(skill['oracle_auc'])} (knows the planted rule)"),
+        ("predictions", f"{r.predicted.rows:,} rows in {r.store / 'predictions'}"),
+    ]
 

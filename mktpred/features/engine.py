@@ -95,6 +95,12 @@ def _padded(cur: _Levels, prev: _Levels) -> _Levels:
     return bp, bs, ap, asz
 
 
+#: once a newer connection's first frame arrives, the replaced connection's book still answers grid
+#: points up to this long after its own last frame, and no longer: a recorder that was down for a day
+#: must not fill the outage with a day of rows from a book nobody updated (nor loop over them)
+HANDOVER_NS = 60 * 1_000_000_000
+
+
 class FeatureEngine:
     """Features of one product; see the module docstring."""
 
@@ -118,6 +124,7 @@ class FeatureEngine:
         self._last_mid: float | None = None
         self._last_mid_time: int | None = None
         self._rv: list[deque[tuple[int, float]]] = [deque() for _ in RV_WINDOWS_S]
+        self._last_frame_ns: int | None = None  #: exchange time of the current connection's last frame
 
     # -- input ------------------------------------------------------------------------------------
     def advance(self, time_ns: int) -> list[dict[str, Any]]:
@@ -135,11 +142,10 @@ class FeatureEngine:
     def on_l2(self, conn: str, seq: int, time_ns: int, is_snapshot: bool, is_ask: np.ndarray,
               price: np.ndarray, size: np.ndarray) -> list[dict[str, Any]]:
         """Apply one level2 frame (``is_ask`` per row; size 0 removes a level)."""
-        out = self._emit_before(time_ns)
-        if conn != self.conn:
-            if conn in self._retired:
-                return out  # a late frame of a connection a newer one replaced
-            self._new_conn(conn)
+        if conn != self.conn and conn in self._retired:
+            return self._emit_before(time_ns)  # a late frame of a connection a newer one replaced
+        out = self._handover(conn, time_ns)
+        self._last_frame_ns = time_ns
         if is_snapshot:
             if self.book is None:
                 self.book = TopBook(_BOOK_DEPTH, _BAND)
@@ -186,17 +192,17 @@ class FeatureEngine:
             if cur != self._raw:
                 self._add_ofi(cur)
             self.seq = sq[i]
+            self._last_frame_ns = t
         return out
 
     def on_trades(self, conn: str, seq: int, time_ns: int, is_snapshot: bool, price: np.ndarray,
                   size: np.ndarray, aggressor: np.ndarray) -> list[dict[str, Any]]:
         """Add one ``market_trades`` frame to the interval's flow (a snapshot frame is history, not
         flow)."""
-        out = self._emit_before(time_ns)
-        if conn != self.conn:
-            if conn in self._retired:
-                return out
-            self._new_conn(conn)
+        if conn != self.conn and conn in self._retired:
+            return self._emit_before(time_ns)
+        out = self._handover(conn, time_ns)
+        self._last_frame_ns = time_ns
         if is_snapshot or len(price) == 0:
             return out
         g = -(-time_ns // self.step) * self.step  # the grid point whose interval holds the frame
@@ -214,6 +220,21 @@ class FeatureEngine:
         return out
 
     # -- internals --------------------------------------------------------------------------------
+    def _handover(self, conn: str, time_ns: int) -> list[dict[str, Any]]:
+        """Close the grid points before a frame at ``time_ns``; a frame of a new connection first
+        closes the old book's points up to :data:`HANDOVER_NS` past its last frame, skips the rest of
+        the silence, and starts a new book."""
+        if conn == self.conn:
+            return self._emit_before(time_ns)
+        out: list[dict[str, Any]] = []
+        if self.conn is not None and self._last_frame_ns is not None and self.next_grid is not None:
+            out = self._emit_before(min(time_ns, self._last_frame_ns + HANDOVER_NS))
+            self.next_grid = max(self.next_grid, -(-time_ns // self.step) * self.step)
+        else:
+            out = self._emit_before(time_ns)
+        self._new_conn(conn)
+        return out
+
     def _new_conn(self, conn: str) -> None:
         """A new connection starts a new book and resets the flow accumulators."""
         if self.conn is not None:

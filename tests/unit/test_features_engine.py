@@ -153,6 +153,28 @@ def test_new_connection_new_book_and_reset_flow() -> None:
     assert tbl.column("fwd_ret_1s").to_pylist() == [None, 0.0, None]
 
 
+def test_outage_between_connections_is_not_filled_with_stale_rows() -> None:
+    """A recorder down for a day: the old book answers only HANDOVER_NS past its last frame, then the
+    new connection's rows start at its snapshot (no day of stale rows, no loop over them)."""
+    from mktpred.features.engine import HANDOVER_NS
+
+    assert HANDOVER_NS == 60 * S
+    eng = FeatureEngine("X", SPEC)
+    rows = l2(eng, 1, T0 + 1, BOOK, snap=True, conn="a")
+    rows += l2(eng, 2, T0 + 2 * S + 1, [("bid", 100.0, 3.0)], conn="a")  # the old connection's last frame
+    day = 86_400 * S
+    rows += l2(eng, 1, T0 + day + 500 * MS, BOOK, snap=True, conn="b")
+    rows += eng.advance(T0 + day + 2 * S)
+    old = [r["time"] for r in rows if r["conn"] == "a"]
+    new = [r["time"] for r in rows if r["conn"] == "b"]
+    # the old book's grid points: T0+1s (after its snapshot) .. T0+62s (< last frame + 60 s)
+    assert old == [T0 + k * S for k in range(1, 63)]
+    assert new == [T0 + day + S, T0 + day + 2 * S]
+    # the snapshot came mid-interval, so the first new row is invalid and the next one valid
+    assert [r["valid"] for r in rows[len(old):]] == [False, True]
+    assert rows[-1]["bid_size_1"] == 1.0
+
+
 def test_aggressor_of_coinbase_and_tardis() -> None:
     """Coinbase's side is the maker's (SELL = taker buy); Tardis' is the taker's; anything else unknown."""
     assert aggressor_of(np.array(["SELL", "BUY", "UNKNOWN", ""])).tolist() == [1, -1, 0, 0]
