@@ -18,14 +18,15 @@ _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_
             "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
 
 
-def parse_duration(text: str) -> int:
-    """``"100ms"`` -> 100_000_000 ns.  Units: ns, us, ms, s, m (or min), h.  Must be > 0."""
+def parse_duration(text: str, where: str = "--interval") -> int:
+    """``"100ms"`` -> 100_000_000 ns.  Units: ns, us, ms, s, m (or min), h.  Must be > 0.  Errors
+    name ``where`` (the option or key the text came from)."""
     m = _DURATION.match(text)
     if m is None:
-        raise UsageError(f"not a duration: {text!r} (expected e.g. 100ms, 1s, 5m)", where="--interval")
+        raise UsageError(f"not a duration: {text!r} (expected e.g. 100ms, 1s, 5m)", where=where)
     ns = round(float(m.group(1)) * _UNIT_NS[m.group(2)])
     if ns <= 0:
-        raise UsageError(f"duration must be > 0: {text!r}", where="--interval")
+        raise UsageError(f"duration must be > 0: {text!r}", where=where)
     return ns
 
 

@@ -93,7 +93,7 @@ def demo_command(
     Example: mktpred demo --seconds 10 --workdir demo-data"""
     from mktpred.models.folds import parse_span
 
-    span_s = 0.0 if market_span.strip() == "0" else parse_span(market_span) / 1e9
+    span_s = 0.0 if market_span.strip() == "0" else parse_span(market_span, "--market-span") / 1e9
     cfg = load_config(config)
     term = Terminal()
     screen = _Screen(term)

@@ -15,14 +15,14 @@ NS_PER_S = 1_000_000_000
 LOOKBACK_S = 300
 
 
-def parse_span(text: str) -> int:
+def parse_span(text: str, where: str = "--window") -> int:
     """Durations for spans and windows: ``7d``, ``36h`` and everything ``parse_duration`` takes (ns)."""
     from mktpred.book.table import parse_duration
 
     t = text.strip()
     if t.endswith("d") and t[:-1].replace(".", "", 1).isdigit():
         return round(float(t[:-1]) * 86_400 * NS_PER_S)
-    return parse_duration(t)
+    return parse_duration(t, where)
 
 
 def purge_ns(horizon_ns: int, lookback_s: int = LOOKBACK_S) -> int:

@@ -52,7 +52,7 @@ def retrain(parquet_dir: Path, models_dir: Path, *, name: str, window: str = "7d
     model = model or cm.get("model") or "lightgbm"
     products = products or cm.get("products")
     end = data_end(parquet_dir)
-    hold_ns, win_ns = parse_span(holdout), parse_span(window)
+    hold_ns, win_ns = parse_span(holdout, "--holdout"), parse_span(window, "--window")
     hold_start = end - hold_ns
     train_end = hold_start - purge_ns(parse_duration(horizon))
     chal = train(parquet_dir, models_dir, name=name, horizon=horizon, target=target, threshold_bps=threshold_bps,

@@ -44,8 +44,26 @@ def test_demo_json_in_a_fresh_folder_and_the_example_queries_run(isolated_enviro
     for table in ("l2", "ticker", "trades", "messages", "events"):
         assert doc["rows"][table] == _count(store, table) > 0, table
     assert doc["rows_per_s"] > 0 and doc["convert_seconds"] > 0
-    assert set(doc["timings"]) == {"simulate", "collect", "convert", "validate"}
+    assert set(doc["timings"]) == {"simulate", "collect", "market", "convert", "validate", "features", "train",
+                                   "predict", "report"}
     assert not (isolated_environment / "data").exists()  # the config's paths are not used
+
+    # the prediction half: a planted signal, found by the model on the held-out span, predictions in
+    # the store (read back with DuckDB), the oracle as written beside the raw segments, the report
+    market, skill = doc["market"], doc["skill"]
+    assert market["signal"] == 1.0 and market["products"] == ["BTC-USD"] and market["span_s"] == 3600
+    oracle = json.loads((workdir / "raw" / "oracle.json").read_text())
+    assert skill["oracle_auc"] == oracle["horizons"]["1s"]["auc"] > 0.6
+    held = skill["held_out"]
+    assert held["in_sample"] is False and held["rows"] > 300
+    assert held["model"] > held["prior"] + 0.05 and held["model"] > 0.55
+    assert doc["predict"]["rows"] == _count(store, "predictions") > held["rows"]
+    assert duckdb.sql(f"SELECT count(DISTINCT version) FROM read_parquet('{store}/predictions/*/*.parquet')"
+                      ).fetchall()[0][0] == 1
+    assert (workdir / "models" / "demo" / "current").is_file()
+    report = Path(doc["report"])
+    assert report == workdir / "report.html" and report.stat().st_size == doc["report_bytes"] > 10_000
+    assert "AUC held out" not in result.stdout  # --json prints only the JSON object
 
     assert [q["title"].split(":")[0] for q in doc["queries"]] == ["DuckDB SQL", "PyArrow", "pandas"]
     for q in doc["queries"]:
@@ -62,8 +80,8 @@ def test_demo_with_faults_recovers_and_validate_reports_the_gaps(tmp_path: Path)
     """--with-faults: the stall, the drop and the gaps fire, the recorder reconnects twice, validate
     lists the gaps as recorded by the collector, and the run still exits 0 with the summary."""
     workdir = tmp_path / "demo data"
-    result = runner.invoke(app, ["demo", "--seconds", "6", "--with-faults", "--workdir", str(workdir)],
-                           catch_exceptions=False)
+    result = runner.invoke(app, ["demo", "--seconds", "6", "--with-faults", "--market-span", "0", "--workdir",
+                                 str(workdir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())  # the report wraps long lines
     assert re.search(r"faults fired │ gap x\d+ \(conn 0, 1[, 0-9]*\), stall x1 \(conn 0\), drop x1 \(conn 1\)", out), out
@@ -93,7 +111,7 @@ def test_demo_shows_the_report_and_exits_1_when_validation_fails(tmp_path: Path,
         original(self, name, detail)
 
     monkeypatch.setattr(cli_demo._Screen, "stage", damaging_stage)
-    result = runner.invoke(app, ["demo", "--seconds", "1", "--workdir", str(tmp_path / "w")],
+    result = runner.invoke(app, ["demo", "--seconds", "1", "--market-span", "0", "--workdir", str(tmp_path / "w")],
                            catch_exceptions=False)
     assert result.exit_code == 1, result.output
     assert "store has problems" in result.stdout and "Try the new store" in result.stdout
@@ -107,6 +125,9 @@ def test_demo_shows_the_report_and_exits_1_when_validation_fails(tmp_path: Path,
     (["--seconds", "0"], 2, "--seconds must be > 0"),
     (["--seconds", "3", "--with-faults"], 2, "--with-faults needs --seconds >= 6"),
     (["--seconds", "1", "--workdir", "a-file/sub"], 3, "cannot create the demo directory"),
+    (["--market-span", "10m"], 2, "--market-span must be at least 30 min"),
+    (["--market-span", "soon"], 2, "--market-span"),
+    (["--signal", "-1"], 2, "--signal must be >= 0"),
 ])
 def test_bad_options_are_one_error_line(isolated_environment: Path, args: list[str], code: int,
                                         message: str) -> None:
