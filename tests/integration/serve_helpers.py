@@ -4,7 +4,6 @@ and the batch side of live = batch (convert -> features -> the model, row by row
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -18,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pyarrow.dataset as ds
 
-from mktpred.models.registry import MODEL_JSON, load_model, set_current
+from mktpred.models.registry import MODEL_JSON, set_current
 from mktpred.models.train import train
 from tests.integration.procs import reaped, wait_until
 from tests.unit.features_synth import make_features
@@ -169,28 +167,44 @@ def live_messages(preds: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _mktpred(*args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "mktpred", *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _predictions(pq: Path, source: str) -> list[dict[str, Any]]:
+    """The store's ``predictions`` rows of one ``source``, read back with PyArrow's dataset reader."""
+    tbl = ds.dataset(str(pq / "predictions"), format="parquet", partitioning="hive").to_table()
+    rows = tbl.to_pylist()
+    times = tbl.column("time").cast("int64").to_pylist()
+    return [dict(r, time_ns=t) for r, t in zip(rows, times, strict=True) if r["source"] == source]
+
+
 def batch_predictions(raw: Path, name_dir: Path, work: Path) -> tuple[dict[tuple[str, int], tuple[bool, float]],
                                                                        dict[str, int]]:
-    """convert -> features (the CLI) -> the model per row.  Returns ``{(product, time_ns): (valid, p_up)}``
-    per model version used and each product's last features row time."""
+    """The batch pipeline on the raw segments serve recorded, as a user runs it: ``mktpred convert``
+    -> ``mktpred features`` -> ``mktpred predict``; the ``predictions`` table read back.  Returns
+    ``{(product, time_ns): (valid, p_up)}`` and each product's last batch row time."""
     pq = work / "batch_pq"
-    for cmd in (["convert", "--raw-dir", str(raw), "--parquet-dir", str(pq)],
-                ["features", "--parquet-dir", str(pq), "--interval", "1s", "--horizons", "10s"]):
-        r = subprocess.run([sys.executable, "-m", "mktpred", *cmd], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
-    tbl = ds.dataset(str(pq / "features"), format="parquet", partitioning="hive").to_table()
-    model = load_model(name_dir)
-    cols = {f: tbl.column(f).to_pylist() for f in model.features}
-    times = tbl.column("time").cast("int64").to_pylist()
-    prods = tbl.column("product_id").to_pylist()
-    valid = tbl.column("valid").to_pylist()
+    _mktpred("convert", "--raw-dir", str(raw), "--parquet-dir", str(pq))
+    _mktpred("features", "--parquet-dir", str(pq), "--interval", "1s", "--horizons", "10s")
+    summary = json.loads(_mktpred("predict", "--model", str(name_dir), "--parquet-dir", str(pq), "--json"))
+    assert summary["features_computed"] is None  # the features step above made them
     out: dict[tuple[str, int], tuple[bool, float]] = {}
     last: dict[str, int] = {}
-    for i in range(tbl.num_rows):
-        x = np.array([[math.nan if cols[f][i] is None else cols[f][i] for f in model.features]], np.float64)
-        out[(prods[i], times[i])] = (bool(valid[i]), float(model.predict(x)[0, 0]))
-        last[prods[i]] = max(last.get(prods[i], 0), times[i])
+    for r in _predictions(pq, "batch"):
+        out[(r["product_id"], r["time_ns"])] = (bool(r["valid"]), float(r["p_up"]))
+        last[r["product_id"]] = max(last.get(r["product_id"], 0), r["time_ns"])
+    assert len(out) == summary["rows"]
     return out, last
+
+
+def imported_live(preds: Path, work: Path) -> list[dict[str, Any]]:
+    """``mktpred predict --import-live``: serve's sealed prediction segments into the store next to
+    the batch rows; the ``live`` rows read back."""
+    _mktpred("predict", "--import-live", "--predictions-dir", str(preds), "--parquet-dir", str(work / "batch_pq"))
+    return _predictions(work / "batch_pq", "live")
 
 
 def compare_live_batch(live: list[dict[str, Any]], batch: dict[tuple[str, int], tuple[bool, float]],

@@ -1,5 +1,5 @@
 """`mktpred serve` end to end: the real simulator, the real process, real SSE and WebSocket clients,
-and the batch pipeline (convert -> features -> model) on the raw segments serve recorded."""
+and the batch pipeline (convert -> features -> predict) on the raw segments serve recorded."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.integration.serve_helpers import (
     compare_live_batch,
     copy_as_new_version,
     free_port,
+    imported_live,
     live_messages,
     serving,
     train_small_model,
@@ -78,6 +79,11 @@ def test_replay_live_equals_batch_and_clients_get_every_message(model_dir: Path,
     n = compare_live_batch(live, batch, last)
     assert n >= 2 * 23  # 24.7 s of two products on a 1-s grid
     assert any(not v for v, _ in batch.values()) and any(v for v, _ in batch.values())
+    # the live predictions end up in the store next to the batch ones, exactly as published
+    stored = sorted(imported_live(sp.preds, tmp_path), key=lambda r: (r["time_ns"], r["product_id"]))
+    published = sorted(live, key=lambda m: (m["time_ns"], m["product_id"]))
+    assert [(r["product_id"], r["time_ns"], r["valid"], r["p_up"], r["latency_us"], r["version"]) for r in stored] \
+        == [(m["product_id"], m["time_ns"], m["valid"], m["p_up"], m["latency_us"], m["version"]) for m in published]
 
 
 def test_gaps_reconnect_hot_reload_and_sigterm_mid_stream(model_dir: Path, tmp_path: Path) -> None:
