@@ -97,11 +97,12 @@ def validate_store(
         frame_scan = frames.scan_frames(con, inv, int(max_silence_s * 1e9))
         mark("messages")
         seq = sequence.check_sequence(con, inv, frame_scan)
+        clock = sequence.check_clock(inv, frame_scan)
         cov = coverage.check_coverage(con, inv, stats, frame_scan, max_silence_s)
         mark("sequence+coverage")
     finally:
         con.close()
-    checks += [seq.check, cov.coverage, cov.heartbeats]
+    checks += [seq.check, clock, cov.coverage, cov.heartbeats]
     audit = book_audit.check_book_audit(inv, stats, window_ms=audit_window_ms, threshold=audit_threshold)
     if audit is not None:
         checks.append(audit)

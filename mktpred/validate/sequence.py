@@ -101,7 +101,7 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
                                     f"conn {conn}: seq {seq} received {n} times (at {_iso(t)})", count=n - 1))
         for conn, seq, ps, t, fi in con.execute(
                 "SELECT conn, seq, ps, t, fi FROM frame_exceptions WHERE seq < ps "
-                "AND conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, t", [tangled]).fetchall():
+                "AND conn IN (SELECT unnest(?::VARCHAR[])) ORDER BY conn, fi, ri", [tangled]).fetchall():
             findings.append(Finding(rel[frames.files[fi]],
                                     f"conn {conn}: seq {seq} received after {ps} (reversal at {_iso(t)})"))
 
@@ -129,6 +129,28 @@ def check_sequence(con: duckdb.DuckDBPyConnection, inv: Inventory, frames: Frame
         passed=f"{n_frames:,} frames on {len(conns)} connections, no gaps, duplicates or reversals{suffix}")
     listed = sorted((g for g, _ in gaps), key=lambda g: (g.conn, g.first))
     return SequenceResult(check, listed[:MAX_LISTED], len(listed))
+
+
+def check_clock(inv: Inventory, frames: FrameScan) -> CheckResult:
+    """Receive-time steps backwards between consecutive frames of a connection (in record order):
+    the local wall clock stepped back.  A warning about ``recv_time`` (latency and silences measured
+    across the step are off by it); the sequence is judged by ``(conn, seq)`` and is unaffected."""
+    if not frames.files:
+        return CheckResult("clock", Status.PASS, 0, "no messages table: nothing to check")
+    rel = {str(f.path): f.rel for f in inv.usable("messages")}
+    findings = [
+        Finding(rel[frames.files[fi]], f"conn {conn}: receive time stepped back {(pt - t) / 1e9:,.3f} s "
+                                       f"(from {_iso(pt)} to {_iso(t)})", Status.WARN)
+        for conn, steps in sorted(frames.clock_steps.items()) for pt, t, fi in steps]
+    n_frames = sum(c.frames for c in frames.conns.values())
+    summary = None
+    if findings:
+        conn, (pt, t, _) = max(((c, s) for c, steps in frames.clock_steps.items() for s in steps),
+                               key=lambda cs: cs[1][0] - cs[1][1])
+        summary = (f"the receive clock stepped back {len(findings)} times on {len(frames.clock_steps)} connections "
+                   f"(largest {(pt - t) / 1e9:,.3f} s, conn {conn} at {_iso(t)}); sequence judged by (conn, seq)")
+    return CheckResult.from_findings("clock", findings, checked=n_frames, summary=summary,
+                                     passed=f"{n_frames:,} frames, receive time never steps back")
 
 
 def _iso(ns: int | None) -> str:
