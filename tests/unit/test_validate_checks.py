@@ -19,7 +19,7 @@ from mktpred.validate.synthetic import NS_PER_S, ConnSpec, SyntheticStore, write
 
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
 D1, D2 = "2025-11-21", "2025-11-22"
-ALL_CHECKS = {"readable", "schema", "manifest_outputs", "rows", "stray_files", "partitions", "nulls",
+ALL_CHECKS = {"readable", "schema", "manifest_outputs", "rows", "quarantine", "stray_files", "partitions", "nulls",
               "prices", "sizes", "sides", "duplicates", "sequence", "clock", "coverage", "heartbeats",
               "raw_converted", "raw_in_progress"}
 
