@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -49,8 +50,21 @@ def root(
 
 def main() -> None:
     """Entry point of the ``mktpred`` console script."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done (see mktpred.cli)
     try:
-        app()
-    except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during import)
+        try:
+            app()
+        finally:
+            # The command is over, its output written and its exit code chosen: a Ctrl-C while the
+            # interpreter shuts down must not kill the process by the signal (exit -2, no message).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # Ctrl-C outside a command body
         sys.stderr.write("error: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        # Typer turns a Ctrl-C outside the command body (while it builds the CLI or parses the
+        # options) into exit 130 without a word; the command body's own handler says it already.
+        if exc.code == EXIT_INTERRUPTED and isinstance(getattr(exc.__context__, "__cause__", None),
+                                                       KeyboardInterrupt):
+            sys.stderr.write("error: interrupted\n")
+        raise
