@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -60,10 +62,17 @@ def validate_store(
     The quarantine is judged against ``max_invalid_fraction`` (``convert.max_invalid_fraction``:
     quarantined lines allowed as a share of the lines read).  ``deep_check`` re-hashes every source
     the manifest lists (found where it was recorded, else in ``raw_dir``)."""
-    try:
+    with duckdb_interrupts():
         return _validate(parquet_dir, raw_dir=raw_dir, max_silence_s=max_silence_s,
                          audit_window_ms=audit_window_ms, audit_threshold=audit_threshold, threads=threads,
                          max_invalid_fraction=max_invalid_fraction, deep_check=deep_check, progress=progress)
+
+
+@contextmanager
+def duckdb_interrupts() -> Iterator[None]:
+    """Raise ``KeyboardInterrupt`` where DuckDB reports a Ctrl-C during a query as an error."""
+    try:
+        yield
     except (RuntimeError, duckdb.Error) as exc:
         if is_interrupt(exc):
             raise KeyboardInterrupt from None
