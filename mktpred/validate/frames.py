@@ -14,6 +14,7 @@ rows, so what follows costs nothing; heartbeat frames get their own small window
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -51,12 +52,14 @@ class FrameScan:
     clock_steps: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
 
 
-def record_order(f: DataFile) -> tuple[str, str, int]:
-    """Files of one table in the order their rows were recorded: by segment (named by the UTC time
-    it was opened), then date partition, then part (``x.parquet`` before ``x-1.parquet``)."""
+def record_order(f: DataFile) -> tuple[str, str, str, int]:
+    """Files of one table in the order their rows were recorded: by source segment (named by the
+    UTC time it was opened; the CSV files of one ``convert --write-csv`` export share it, see
+    :func:`mktpred.validate.manifest_checks.segment_key`), then date partition, then file, then
+    part (``x.parquet`` before ``x-1.parquet``)."""
     name = f.path.name[: -len(".parquet")]
     part = name[len(f.stem) + 1:] if name != f.stem else ""
-    return (f.stem, f.date, int(part) if part.isdigit() else 0)
+    return (Path(f.segment or f.stem).name, f.date, f.stem, int(part) if part.isdigit() else 0)
 
 
 def scan_frames(con: duckdb.DuckDBPyConnection, inv: Inventory, max_silence_ns: int) -> FrameScan:

@@ -10,6 +10,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mktpred.validate import Status, validate_store
+from mktpred.validate.frames import record_order
+from mktpred.validate.inventory import DataFile
 from mktpred.validate.synthetic import NS_PER_S, ConnSpec, SyntheticStore, write_synthetic_store
 
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
@@ -78,3 +80,21 @@ def test_reversal_in_record_order_still_fails_with_ordered_receive_times(tmp_pat
     assert {c.name for c in report.failed} == {"sequence"}
     assert "1 reversals" in report.check("sequence").details
     assert report.check("clock").status is Status.PASS
+
+
+def test_record_order_sorts_by_segment_then_date_then_part(tmp_path: Path) -> None:
+    """Files sort by their source segment (not a CSV stem's hash), then date, then part number."""
+    def f(rel: str, segment: str) -> DataFile:
+        table, date_dir, _ = rel.split("/")
+        d = DataFile(tmp_path / rel, rel, table, date_dir.removeprefix("date="), 0)
+        d.segment = segment
+        return d
+
+    files = [
+        f("messages/date=2026-08-10/coinbase_20260809T235900Z_ffff0000.parquet", "/csv/coinbase_20260809T235900Z"),
+        f("messages/date=2026-08-09/coinbase_20260809T235900Z_0000ffff-1.parquet", "/csv/coinbase_20260809T235900Z"),
+        f("messages/date=2026-08-09/coinbase_20260809T235900Z_0000ffff.parquet", "/csv/coinbase_20260809T235900Z"),
+        f("messages/date=2026-08-10/coinbase_20260810T000000Z.parquet", "/raw/coinbase_20260810T000000Z.jsonl"),
+    ]
+    ordered = [x.rel for x in sorted(reversed(files), key=record_order)]
+    assert ordered == [files[2].rel, files[1].rel, files[0].rel, files[3].rel]
