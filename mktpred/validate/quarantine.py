@@ -37,6 +37,7 @@ from mktpred.validate.report import MAX_LOCATIONS, CheckResult, Finding, Status
 
 #: ``reason`` prefix of a line the line validator accepted but the engine rejected
 ENGINE_REJECT = "rejected by the "
+_REASON_CHARS = 120
 _RAW_SEQ = re.compile(rb'"sequence_num"\s*:\s*(\d+)')
 
 
@@ -55,9 +56,14 @@ class QuarantinedLine:
     def engine_rejected(self) -> bool:
         return self.reason.startswith(ENGINE_REJECT)
 
+    @property
+    def short_reason(self) -> str:
+        """The reason cut to one readable length (an engine's message quotes the line itself)."""
+        return self.reason if len(self.reason) <= _REASON_CHARS else self.reason[:_REASON_CHARS - 3] + "..."
+
     def text(self) -> str:
         frame = f" (conn {self.conn} seq {self.seq})" if self.conn is not None and self.seq is not None else ""
-        return f"line {self.line} of {self.source}{frame}: {self.reason}"
+        return f"line {self.line} of {self.source}{frame}: {self.short_reason}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"line": self.line, "reason": self.reason, "conn": self.conn, "seq": self.seq,

@@ -72,7 +72,7 @@ class _Attribution:
         note = ""
         if inside:
             lines = [self.lost[conn][s] for s in inside[:3]]
-            note = "; ".join(f"line {q.line} of {q.source}: {q.reason}" for q in lines) + \
+            note = "; ".join(f"line {q.line} of {q.source}: {q.short_reason}" for q in lines) + \
                 (f" (+{len(inside) - 3} more)" if len(inside) > 3 else "")
         return SequenceGap(conn, first, last, before, after, _is_known(self.known, conn, first, last),
                            len(inside), note)
