@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from mktpred.cli.app import app
 from mktpred.config import Config
 from mktpred.convert.runner import run_convert
 from mktpred.convert.synth import SynthSpec, generate_lines
@@ -173,3 +175,22 @@ def test_a_level2_snapshot_over_32_mib_converts(tmp_path: Path) -> None:
     assert report.check("quarantine").status is Status.PASS
     assert report.gaps_total == 0
     assert json.loads(json.dumps(report.to_dict()))["quarantine"] == []
+
+
+def test_cli_rerun_of_convert_then_validate_is_not_store_ok(damaged: Damaged) -> None:
+    """The reproduction through the CLI: a convert re-run exits 0, then validate exits 1 with the
+    quarantine failure and the attributed gaps in its report instead of `store OK`."""
+    runner = CliRunner()
+    store, raw = str(damaged.root), str(damaged.raw)
+    rerun = runner.invoke(app, ["convert", "--raw-dir", raw, "--parquet-dir", store, "--engine", "cpu", "--json"],
+                          catch_exceptions=False)
+    assert rerun.exit_code == 0 and json.loads(rerun.stdout)["invalid"] == 0
+    result = runner.invoke(app, ["validate", "--parquet-dir", store, "--raw-dir", raw], catch_exceptions=False,
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    out = result.stdout
+    flat = " ".join(out.split())  # Rich wraps long locations
+    assert "store OK" not in out and out.rstrip().endswith("store has problems")
+    assert "│ quarantine " in out and "quarantine fail:" in out
+    assert "lost in conversion: quarantined line" in flat
+    assert result.stderr.strip().splitlines()[-1] == f"error: 1 check failed: quarantine ({store})"
