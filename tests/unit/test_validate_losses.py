@@ -17,7 +17,9 @@ from mktpred.cli.app import app
 from mktpred.config import Config
 from mktpred.convert.runner import run_convert
 from mktpred.convert.synth import SynthSpec, generate_lines
+from mktpred.store.manifest import Manifest
 from mktpred.validate import Status, validate_store
+from mktpred.validate.synthetic import NS_PER_S, ConnSpec, write_synthetic_store
 
 STEM = "coinbase_20260809T210548Z"
 
@@ -194,3 +196,27 @@ def test_cli_rerun_of_convert_then_validate_is_not_store_ok(damaged: Damaged) ->
     assert "│ quarantine " in out and "quarantine fail:" in out
     assert "lost in conversion: quarantined line" in flat
     assert result.stderr.strip().splitlines()[-1] == f"error: 1 check failed: quarantine ({store})"
+
+
+def test_orphan_quarantine_records_and_torn_lines_warn(tmp_path: Path) -> None:
+    """Quarantine records of a source the manifest does not list, and torn last lines skipped in a
+    sealed segment, are warnings (exit 0) that name the source and the count."""
+    store = write_synthetic_store(tmp_path / "parquet", [ConnSpec("c1", (1763769600 + 10) * NS_PER_S, 20)],
+                                  raw_dir=tmp_path / "raw")
+    manifest = Manifest.load(store.root)
+    (entry,) = manifest.entries.values()
+    entry.truncated = 3
+    manifest.save(store.root)
+    qdir = store.root / "_quarantine"
+    qdir.mkdir()
+    (qdir / "old.jsonl").write_bytes(orjson.dumps(
+        {"segment": "coinbase_20200101T000000Z.jsonl", "line": 4, "reason": "invalid JSON: x", "text": "{"}) + b"\n")
+    check = validate_store(store.root, max_invalid_fraction=0.01).check("quarantine")  # 1 line of ~400 allowed
+    assert check.status is Status.WARN
+    name = Path(entry.source).name
+    assert sorted(check.locations) == sorted([
+        "_quarantine/old.jsonl: 1 invalid lines of coinbase_20200101T000000Z.jsonl quarantined (invalid JSON 1; "
+        "first: line 4 of coinbase_20200101T000000Z.jsonl: invalid JSON: x)",
+        "_quarantine/old.jsonl: quarantine records of coinbase_20200101T000000Z.jsonl, which the manifest does "
+        "not list",
+        f"{name}: 3 torn last lines skipped (a crash cut them)"])
