@@ -10,8 +10,10 @@ from types import FrameType
 
 
 def _exit_interrupted(signum: int, frame: FrameType | None) -> None:
+    # Nothing is open, written or running yet, so end here: an exception raised from inside the
+    # import machinery is not guaranteed to reach the top as itself.
     os.write(2, b"error: interrupted\n")  # unbuffered: sys.stderr may itself be mid-import
-    raise SystemExit(130)  # errors.EXIT_INTERRUPTED (not imported: this runs before anything else)
+    os._exit(130)  # errors.EXIT_INTERRUPTED (not imported: this runs before anything else)
 
 
 def _running_as_console_script() -> bool:
