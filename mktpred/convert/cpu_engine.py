@@ -39,8 +39,8 @@ _FRAME = "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _FRAME_FIELDS.items()) +
 COLUMNS: dict[str, str] = {"recv_ns": "BIGINT", "conn": "VARCHAR", "event": "VARCHAR", "raw": "VARCHAR",
                            "msg": _FRAME, **_FRAME_FIELDS}
 _DATA_CHANNELS = tuple(TABLE_LISTS)
-#: DuckDB's read buffers grow with this (per thread: a 700 MiB segment peaked at 0.38 GiB RSS with
-#: 16 MiB, 1.0 GiB with 256 MiB); 16 MiB (its default) parses fastest and holds 3x the largest real
+#: DuckDB's read buffers grow with this (per thread: a 700 MiB segment peaked at 0.37 GiB RSS with
+#: 16 MiB, 0.98 GiB with 256 MiB); 16 MiB (its default) parses fastest and holds 3x the largest real
 #: snapshot frame (5 MB).  A longer line fails the direct pass; the careful path then isolates it
 #: by bisection, and a file of that one line is read with the limit set to its size (below).
 MAX_OBJECT_BYTES = 16 * 2**20
