@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -51,8 +52,35 @@ def root(
 
 def main() -> None:
     """Entry point of the ``mktpred`` console script."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done (see mktpred.cli)
     try:
-        app()
-    except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during import)
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+        try:
+            app()
+        finally:
+            # The command is over, its output written and its exit code chosen: a Ctrl-C while the
+            # interpreter shuts down must not kill the process by the signal (exit -2, no message).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # Ctrl-C outside a command body
+        _exit_interrupted(announce=True)
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            # Typer turns a Ctrl-C outside the command body (while it builds the CLI or parses the
+            # options) into exit 130 without a word; the command body's own handler says it already.
+            _exit_interrupted(announce=isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt))
+        raise
+
+
+def _exit_interrupted(*, announce: bool) -> NoReturn:
+    """Exit 130 now, skipping the interpreter's shutdown.
+
+    CPython marks the process as killed by Ctrl-C when a KeyboardInterrupt leaves code that
+    ``exec()`` ran from a string (dataclass and namedtuple creation while a module imports), even
+    when the interrupt is then caught; after shutdown it re-sends itself SIGINT and dies with -2
+    instead of exiting 130.  The command has finished its own clean-up by now."""
+    for stream, text in ((sys.stderr, "error: interrupted\n" if announce else ""), (sys.stdout, "")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more to say
+            pass
+    os._exit(EXIT_INTERRUPTED)

@@ -26,15 +26,18 @@ def validate_command(
     max_silence: Annotated[float | None, typer.Option(
         "--max-silence", help="Report silences longer than S seconds (default validate.max_silence_s).",
         metavar="S", show_default=False)] = None,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Also re-hash every raw segment (source) against the manifest's content hash.")] = False,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Check the Parquet store (schema, row counts, nulls, partitions, sequence gaps, coverage;
-    with a book table, its files and the audit of the rebuilt top of book against the ticker).
+    """Check the Parquet store (schema, row counts, nulls, partitions, quarantined lines, sequence
+    gaps, clock steps, coverage; with a book table, its files and the audit of the rebuilt top of
+    book against the ticker).  Every page of every Parquet file is read with checksum verification.
 
     Exit 0 when every check passes (warnings allowed), 1 when any fails, 2 when there is no store.
 
-    Example: mktpred validate --parquet-dir data/parquet --raw-dir data/raw"""
+    Example: mktpred validate --parquet-dir data/parquet --raw-dir data/raw --deep"""
     from mktpred.validate import validate_store
 
     cfg = load_config(config, {"paths.parquet_dir": parquet_dir, "validate.max_silence_s": max_silence})
@@ -42,7 +45,9 @@ def validate_command(
     with term.progress("validate") as progress:
         report = validate_store(cfg.paths.parquet_dir, raw_dir=raw_dir, max_silence_s=cfg.validate.max_silence_s,
                                 audit_window_ms=cfg.book.audit_window_ms,
-                                audit_threshold=cfg.book.audit_threshold, progress=progress)
+                                audit_threshold=cfg.book.audit_threshold,
+                                max_invalid_fraction=cfg.convert.max_invalid_fraction, deep_check=deep,
+                                progress=progress)
     if as_json:
         term.json(report.to_dict())
     else:

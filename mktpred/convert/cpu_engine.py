@@ -13,6 +13,7 @@ throughout (``preserve_insertion_order``).
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,26 @@ _FRAME = "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _FRAME_FIELDS.items()) +
 COLUMNS: dict[str, str] = {"recv_ns": "BIGINT", "conn": "VARCHAR", "event": "VARCHAR", "raw": "VARCHAR",
                            "msg": _FRAME, **_FRAME_FIELDS}
 _DATA_CHANNELS = tuple(TABLE_LISTS)
-#: DuckDB's read buffer grows with this; 16 MiB (its default) parses fastest and holds 3x the
-#: largest real snapshot frame (5 MB).  A longer line fails its chunk and is quarantined.
+#: DuckDB's read buffers grow with this (per thread: a 700 MiB segment peaked at 0.37 GiB RSS with
+#: 16 MiB, 0.98 GiB with 256 MiB); 16 MiB (its default) parses fastest and holds 3x the largest real
+#: snapshot frame (5 MB).  A longer line fails the direct pass; the careful path then isolates it
+#: by bisection, and a file of that one line is read with the limit set to its size (below).
 MAX_OBJECT_BYTES = 16 * 2**20
+_DUCKDB_MAX_OBJECT = 2**32 - 1  #: maximum_object_size is a UINTEGER
+
+
+def max_object_bytes(path: Path, compressed: bool) -> int:
+    """:data:`MAX_OBJECT_BYTES`, or the size of an uncompressed file holding one longer line, so a
+    frame of any size the collector recorded converts (and nothing else pays for bigger buffers)."""
+    try:
+        size = path.stat().st_size
+        if compressed or not MAX_OBJECT_BYTES < size < _DUCKDB_MAX_OBJECT:
+            return MAX_OBJECT_BYTES
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            first_newline = mm.find(b"\n")  # stops at the first line's end: cheap for any file
+    except (OSError, ValueError):
+        return MAX_OBJECT_BYTES
+    return size + 1 if first_newline in (-1, size - 1) else MAX_OBJECT_BYTES
 
 def _sql(path: Path, compression: str | None) -> str:
     cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
@@ -74,7 +92,7 @@ def _sql(path: Path, compression: str | None) -> str:
             coalesce(msg.{FRAME_SEQUENCE}, {FRAME_SEQUENCE}) AS seq,
             coalesce(msg.{FRAME_EVENTS}, {FRAME_EVENTS}) AS events
           FROM read_json('{src}', format='newline_delimited', columns={cols},
-                         maximum_object_size={MAX_OBJECT_BYTES}{comp})
+                         maximum_object_size={max_object_bytes(path, compression is not None)}{comp})
         )"""
 
 

@@ -195,8 +195,10 @@ def decode_and_find_duplicates(con: duckdb.DuckDBPyConnection, inv: Inventory, *
     total_bytes = sum(f.size for g in todo for f in g.files)
     done_files = done_bytes = rows = 0
     progress(Progress("decode", 0, total_files, 0, total_bytes))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_decode_group, con.cursor(), g) for g in todo]
+    cursors = [con.cursor() for _ in todo]
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = [pool.submit(_decode_group, cur, g) for cur, g in zip(cursors, todo, strict=True)]
         for fut in as_completed(futures):
             g = fut.result()
             done_files += len(g.files)
@@ -204,6 +206,14 @@ def decode_and_find_duplicates(con: duckdb.DuckDBPyConnection, inv: Inventory, *
             rows += sum(f.rows or 0 for f in g.files)
             progress(Progress("decode", done_files, total_files, done_bytes, total_bytes, rows,
                               current=g.files[0].rel))
+    except BaseException:
+        # Ctrl-C (or a bug): do not decode the rest of the store before giving up
+        pool.shutdown(wait=False, cancel_futures=True)
+        for cur in cursors:
+            cur.interrupt()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return todo
 
 
@@ -267,6 +277,8 @@ def aggregate(con: duckdb.DuckDBPyConnection, inv: Inventory) -> dict[str, Table
                 cur = con.execute(_aggregate_sql(table, list(cols)), [paths])
                 names = [d[0] for d in cur.description]
                 stats.groups += [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except duckdb.InterruptException:  # Ctrl-C, not a problem of the data
+                raise
             except duckdb.Error as exc:  # decoded a moment ago, so this is not expected
                 stats.error = _first_line(exc)
         by_path = {str(f.path): f.rel for f in files}

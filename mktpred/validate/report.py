@@ -90,21 +90,34 @@ class SequenceGap:
     before_ns: int | None  #: time of the frame before the gap
     after_ns: int | None  #: time of the frame after the gap
     known: bool  #: the collector recorded it as a ``gap`` event
+    #: how many of the missing numbers are frames ``convert`` quarantined (lost in conversion)
+    quarantined: int = 0
+    quarantine_note: str = ""  #: which quarantined line(s): ``line 7 of coinbase_...jsonl: reason``
 
     @property
     def missing(self) -> int:
         return self.last - self.first + 1
 
+    @property
+    def lost_in_conversion(self) -> bool:
+        """Every missing frame is a quarantined line: conversion lost them, not the network."""
+        return self.quarantined == self.missing
+
     def text(self) -> str:
         span = f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
         when = f" between {_iso(self.before_ns)} and {_iso(self.after_ns)}" if self.before_ns is not None else \
             f" before {_iso(self.after_ns)}"
+        cause = ""
+        if self.quarantined:
+            share = "" if self.lost_in_conversion else f"{self.quarantined} of them "
+            cause = f" [{share}lost in conversion: quarantined {self.quarantine_note}]"
         return f"conn {self.conn}: seq {span} missing ({self.missing}){when}" + \
-            (" [recorded by the collector]" if self.known else "")
+            (" [recorded by the collector]" if self.known else "") + cause
 
     def to_dict(self) -> dict[str, Any]:
         return {"conn": self.conn, "first": self.first, "last": self.last, "missing": self.missing,
-                "before": _iso(self.before_ns), "after": _iso(self.after_ns), "known": self.known}
+                "before": _iso(self.before_ns), "after": _iso(self.after_ns), "known": self.known,
+                "quarantined": self.quarantined}
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,8 @@ class ValidationReport:
     silences: list[Silence] = field(default_factory=list)
     silences_total: int = 0
     in_progress: list[str] = field(default_factory=list)
+    #: per source with quarantined (or torn) lines: counts, reasons, the lines (QuarantinedSource.to_dict)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per stage
 
     @property
@@ -207,5 +222,5 @@ class ValidationReport:
             "coverage": [c.to_dict() for c in self.coverage],
             "gaps": [g.to_dict() for g in self.gaps], "gaps_total": self.gaps_total,
             "silences": [s.to_dict() for s in self.silences], "silences_total": self.silences_total,
-            "in_progress": self.in_progress, "timings": self.timings,
+            "in_progress": self.in_progress, "quarantine": self.quarantine, "timings": self.timings,
         }

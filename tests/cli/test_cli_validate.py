@@ -15,8 +15,8 @@ from mktpred.testing.store import NS_PER_S, ConnSpec, SyntheticStore, write_synt
 
 runner = CliRunner()
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
-CHECKS = ["readable", "schema", "manifest_outputs", "rows", "stray_files", "partitions", "nulls", "prices",
-          "sizes", "sides", "duplicates", "sequence", "coverage", "heartbeats"]
+CHECKS = ["readable", "schema", "manifest_outputs", "rows", "quarantine", "stray_files", "partitions", "nulls", "prices",
+          "sizes", "sides", "duplicates", "sequence", "clock", "coverage", "heartbeats"]
 
 
 def make(tmp_path: Path, silence: bool = False) -> SyntheticStore:

@@ -19,8 +19,8 @@ from mktpred.validate import Status, ValidationReport, validate_store
 
 MIDNIGHT = 1763769600 * NS_PER_S  # 2025-11-22T00:00:00Z
 D1, D2 = "2025-11-21", "2025-11-22"
-ALL_CHECKS = {"readable", "schema", "manifest_outputs", "rows", "stray_files", "partitions", "nulls",
-              "prices", "sizes", "sides", "duplicates", "sequence", "coverage", "heartbeats",
+ALL_CHECKS = {"readable", "schema", "manifest_outputs", "rows", "quarantine", "stray_files", "partitions", "nulls",
+              "prices", "sizes", "sides", "duplicates", "sequence", "clock", "coverage", "heartbeats",
               "raw_converted", "raw_in_progress"}
 
 

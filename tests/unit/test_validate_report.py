@@ -60,7 +60,7 @@ def test_report_status_and_json() -> None:
     assert doc["status"] == "warn" and doc["ok"] is True
     assert doc["gaps"][0] == {"conn": "c1", "first": 10, "last": 12, "missing": 3,
                               "before": "2025-11-22T00:00:00.000000000Z",
-                              "after": "2025-11-22T00:00:05.000000000Z", "known": False}
+                              "after": "2025-11-22T00:00:05.000000000Z", "known": False, "quarantined": 0}
     assert doc["silences"][0]["seconds"] == 7.5
     assert doc["coverage"][0]["coverage"] == 0.925
     report.checks.append(CheckResult("c", Status.FAIL, 1, ""))
