@@ -70,7 +70,9 @@ def section_charts(s: Section) -> list[tuple[str, str]]:
             axes[row][1].set_ylabel(f"{p} spread bps")
         axes[-1][0].set_xlabel("UTC")
         axes[-1][1].set_xlabel("UTC")
-        fig.autofmt_xdate()
+        for ax in axes.flat:  # every row keeps its own time labels: products may span different hours
+            ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        fig.tight_layout()
         out.append(("mid and spread per product", to_svg(fig)))
     elif s.name == "book_audit":
         fig, ax = plt.subplots(figsize=(6, 2.5))

@@ -1,4 +1,8 @@
-"""Features: the distribution of each feature and its correlation with each ``fwd_ret_<h>`` label."""
+"""Features: the distribution of each feature and its correlation with each ``fwd_ret_<h>`` label.
+
+The correlation is *within products*: each product's mean is taken out of the feature and the label
+before they are correlated over all rows, so two products at different price levels (BTC-USD near
+65,000, ETH-USD near 1,900) do not make ``mid`` look predictive by their levels alone."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ def read_features(parquet_dir: Path, table: str = "features") -> Any:
 
 
 def features_section(parquet_dir: Path, *, table: str = "features", bins: int = 30) -> Section:
-    """Count, mean, std and quantiles per feature over valid rows; Pearson correlation with each label."""
+    """Count, mean, std and quantiles per feature over valid rows; Pearson correlation with each label
+    within products (see the module docstring)."""
     import numpy as np
 
     df = read_features(parquet_dir, table)
@@ -48,10 +53,13 @@ def features_section(parquet_dir: Path, *, table: str = "features", bins: int = 
         counts, edges = np.histogram(v, bins=bins)
         hist[c] = (counts.tolist(), edges.tolist())
     corr: dict[str, dict[str, float | None]] = {}
+    by = df["product_id"] if "product_id" in df.columns else None
     for c in feats:
         corr[c] = {}
         for lab in labels:
             pair = df[[c, lab]].astype(float).dropna()
+            if by is not None and len(pair):
+                pair = pair - pair.groupby(by.loc[pair.index]).transform("mean")
             ok = len(pair) > 2 and pair[c].std() > 0 and pair[lab].std() > 0
             corr[c][lab] = r6(float(np.corrcoef(pair[c], pair[lab])[0, 1])) if ok else None
     products = sorted(df["product_id"].dropna().unique().tolist()) if "product_id" in df.columns else []

@@ -181,6 +181,24 @@ def test_features_and_models_numbers(real_store: Path) -> None:
     assert "BTC-&lt;b&gt;USD" in raw and "BTC-<b>USD" not in raw
 
 
+def test_feature_correlation_is_within_products(tmp_path: Path) -> None:
+    """Two products at different levels: pooled, ``mid`` and the label would correlate near -1 by the
+    levels alone; within products (each product's mean removed) the correlation is exactly 0."""
+    from mktpred.report.features import features_section
+
+    t = DAY1 + np.arange(6) * S
+    tbl = pa.table({"time": pa.array(t, pa.timestamp("ns", "UTC")),
+                    "product_id": ["AAA-USD"] * 3 + ["BBB-USD"] * 3, "valid": [True] * 6,
+                    "mid": [1.0, 2.0, 3.0, 101.0, 102.0, 103.0],
+                    "fwd_ret_1s": [1e-4, 2e-4, 3e-4, -1e-4, -2e-4, -3e-4]})
+    d = tmp_path / "features" / "date=2026-08-09"
+    d.mkdir(parents=True)
+    pq.write_table(tbl, d / "seg.parquet")
+    pooled = float(np.corrcoef(tbl.column("mid").to_numpy(), tbl.column("fwd_ret_1s").to_numpy())[0, 1])
+    assert pooled < -0.8  # what a pooled correlation would have shown
+    assert features_section(tmp_path).data["correlation"]["mid"]["fwd_ret_1s"] == 0.0
+
+
 def test_absent_sections_say_so(tmp_path: Path) -> None:
     """An empty store and no models: every section is present and says why it is absent; exit 0."""
     out = tmp_path / "r.html"
