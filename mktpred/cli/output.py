@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -300,32 +300,47 @@ def stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
-@contextmanager
-def collect_status_view(term: Terminal, interval_s: float) -> Iterator[tuple[Callable[[CollectStatus], None], float]]:
-    """A live panel on a terminal; otherwise notices as they come and a summary line every ``interval_s``."""
-    if term.interactive:
-        from rich.live import Live
+class _WithNotices(Protocol):
+    @property
+    def notices(self) -> Sequence[tuple[str, str]]:
+        """``(level, message)`` pairs to show once."""
 
+
+StatusT = TypeVar("StatusT", bound=_WithNotices)
+
+
+@contextmanager
+def live_status_view(term: Terminal, interval_s: float, panel: Callable[[StatusT], Any],
+                     line: Callable[[StatusT], str]) -> Iterator[tuple[Callable[[StatusT], None], float]]:
+    """A live ``panel`` on a terminal; otherwise notices as they come and a ``line`` every
+    ``interval_s``.  Yields the callback for each status snapshot and how often to send one."""
+    if term.interactive:
         with Live(console=term.err, refresh_per_second=4, transient=False) as live:
-            def show_live(st: CollectStatus) -> None:
+            def show_live(st: StatusT) -> None:
                 for level, msg in st.notices:
                     (term.warn if level == "warn" else term.info)(msg)
-                live.update(_panel(st))
+                live.update(panel(st))
 
             yield show_live, 0.5
         return
 
     last = [time.monotonic()]
 
-    def show_plain(st: CollectStatus) -> None:
+    def show_plain(st: StatusT) -> None:
         for level, msg in st.notices:
             (term.warn if level == "warn" else term.info)(msg)
         now = time.monotonic()
         if now - last[0] >= interval_s:
             last[0] = now
-            term.info(_line(st))
+            term.info(line(st))
 
     yield show_plain, min(1.0, interval_s)
+
+
+def collect_status_view(term: Terminal,
+                        interval_s: float) -> AbstractContextManager[tuple[Callable[[CollectStatus], None], float]]:
+    """The recorder's live panel on a terminal; otherwise notices and a summary line every ``interval_s``."""
+    return live_status_view(term, interval_s, _panel, _line)
 
 
 def _age(age: float | None) -> str:

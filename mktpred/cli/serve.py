@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command, split_csv
-from mktpred.cli.output import Terminal, stop_on_signals
+from mktpred.cli.output import Terminal, live_status_view, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, UsageError
 
@@ -88,32 +87,10 @@ def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f} µs"
 
 
-@contextmanager
-def _status_view(term: Terminal, interval_s: float) -> Iterator[tuple[Callable[[ServeStatus], None], float]]:
+def _status_view(term: Terminal, interval_s: float) -> AbstractContextManager[
+        tuple[Callable[[ServeStatus], None], float]]:
     """A live panel on a terminal; otherwise notices as they come and a status line every ``interval_s``."""
-    if term.interactive:
-        from rich.live import Live
-
-        with Live(console=term.err, refresh_per_second=4, transient=False) as live:
-            def show_live(st: ServeStatus) -> None:
-                for level, msg in st.notices:
-                    (term.warn if level == "warn" else term.info)(msg)
-                live.update(_panel(st))
-
-            yield show_live, 0.5
-        return
-
-    last = [time.monotonic()]
-
-    def show_plain(st: ServeStatus) -> None:
-        for level, msg in st.notices:
-            (term.warn if level == "warn" else term.info)(msg)
-        now = time.monotonic()
-        if now - last[0] >= interval_s:
-            last[0] = now
-            term.info(_line(st))
-
-    yield show_plain, min(1.0, interval_s)
+    return live_status_view(term, interval_s, _panel, _line)
 
 
 def _line(st: ServeStatus) -> str:
