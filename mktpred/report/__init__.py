@@ -7,6 +7,7 @@ says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Report:
 def build_report(parquet_dir: Path, models_dir: Path, *, max_silence_s: float = 5.0, audit_window_ms: int = 500,
                  audit_threshold: float = 0.99, progress: ProgressCallback = no_progress) -> Report:
     """Every section's numbers (no file written)."""
+    from mktpred.report import audit, coverage, features, market, models
     from mktpred.report.audit import audit_section
     from mktpred.report.coverage import coverage_section
     from mktpred.report.features import features_section
@@ -46,17 +48,33 @@ def build_report(parquet_dir: Path, models_dir: Path, *, max_silence_s: float = 
     from mktpred.store.reader import open_store
 
     store = open_store(parquet_dir)
-    steps = [("coverage", lambda: coverage_section(store, max_silence_s=max_silence_s)),
-             ("market", lambda: market_section(store)),
-             ("book audit", lambda: audit_section(store, window_ms=audit_window_ms, threshold=audit_threshold)),
-             ("features", lambda: features_section(parquet_dir)),
-             ("models", lambda: models_section(models_dir))]
+    steps = [(coverage, lambda: coverage_section(store, max_silence_s=max_silence_s)),
+             (market, lambda: market_section(store)),
+             (audit, lambda: audit_section(store, window_ms=audit_window_ms, threshold=audit_threshold)),
+             (features, lambda: features_section(parquet_dir)),
+             (models, lambda: models_section(models_dir))]
     sections = []
-    for i, (name, fn) in enumerate(steps):
-        progress(Progress("report", files_done=i, files_total=len(steps), current=name))
-        sections.append(fn())
+    for i, (mod, fn) in enumerate(steps):
+        progress(Progress("report", files_done=i, files_total=len(steps), current=mod.TITLE.lower()))
+        sections.append(_guarded(mod.NAME, mod.TITLE, fn))
     progress(Progress("report", files_done=len(steps), files_total=len(steps)))
     return Report(parquet_dir, models_dir, sections)
+
+
+def _guarded(name: str, title: str, build: Callable[[], Section]) -> Section:
+    """A section, or, when a file it reads is damaged or foreign, the section saying so (the rest of
+    the report is still worth having; ``validate`` names the damage)."""
+    import duckdb
+    import pyarrow as pa
+
+    from mktpred.errors import DataError
+    from mktpred.report.section import absent
+
+    try:
+        return build()
+    except (duckdb.Error, pa.ArrowException, DataError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return absent(name, title, f"could not be read: {first} (run mktpred validate)")
 
 
 def write_report(report: Report, out: Path) -> Report:

@@ -199,6 +199,24 @@ def test_feature_correlation_is_within_products(tmp_path: Path) -> None:
     assert features_section(tmp_path).data["correlation"]["mid"]["fwd_ret_1s"] == 0.0
 
 
+def test_a_damaged_file_is_named_in_its_section_not_raised(real_store: Path, tmp_path: Path) -> None:
+    """A truncated ticker file: the sections that read it say it could not be read, the others are
+    still computed, and the page is still written."""
+    import shutil
+
+    from mktpred.report import build_report, write_report
+
+    store = tmp_path / "store"
+    shutil.copytree(real_store / "pq", store)
+    victim = next((store / "ticker").glob("*/*.parquet"))
+    victim.write_bytes(victim.read_bytes()[:100])
+    report = write_report(build_report(store, real_store / "models"), tmp_path / "r.html")
+    by = {s.name: s for s in report.sections}
+    assert not by["market"].available and "could not be read" in by["market"].reason
+    assert by["features"].available and by["models"].available  # they do not read the ticker
+    assert report.bytes > 0 and (tmp_path / "r.html").is_file()
+
+
 def test_absent_sections_say_so(tmp_path: Path) -> None:
     """An empty store and no models: every section is present and says why it is absent; exit 0."""
     out = tmp_path / "r.html"
