@@ -189,7 +189,11 @@ def batch_predictions(raw: Path, name_dir: Path, work: Path) -> tuple[dict[tuple
     pq = work / "batch_pq"
     _mktpred("convert", "--raw-dir", str(raw), "--parquet-dir", str(pq))
     _mktpred("features", "--parquet-dir", str(pq), "--interval", "1s", "--horizons", "10s")
-    summary = json.loads(_mktpred("predict", "--model", str(name_dir), "--parquet-dir", str(pq), "--json"))
+    # serve predicts every product it records; predict defaults to the model's training products
+    feats = ds.dataset(str(pq / "features"), format="parquet", partitioning="hive").to_table(columns=["product_id"])
+    products = ",".join(sorted(set(feats.column("product_id").to_pylist())))
+    summary = json.loads(_mktpred("predict", "--model", str(name_dir), "--parquet-dir", str(pq), "--products",
+                                  products, "--json"))
     assert summary["features_computed"] is None  # the features step above made them
     out: dict[tuple[str, int], tuple[bool, float]] = {}
     last: dict[str, int] = {}
