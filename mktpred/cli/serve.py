@@ -79,7 +79,8 @@ def serve_command(
                   f"model {result.model} {' -> '.join(result.versions)}, latency p50 {_us(lat['p50'])} "
                   f"p99 {_us(lat['p99'])}, clients {result.clients_total} ({result.clients_dropped} dropped); "
                   f"{len(result.collect.segments)} raw and {len(result.prediction_segments)} prediction "
-                  f"segment(s) sealed")
+                  f"{'segment' if len(result.collect.segments) + len(result.prediction_segments) == 1 else 'segments'} "
+                  "sealed")
     if caught and caught[0] == signal.SIGINT:
         raise Interrupted("interrupted (segments sealed)")
 
