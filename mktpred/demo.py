@@ -142,7 +142,7 @@ def example_queries(store: str = "parquet") -> list[DemoQuery]:
     return [
         DemoQuery("DuckDB SQL: trades and VWAP per product and side", duck),
         DemoQuery("PyArrow: ticker rows and the mean bid-ask spread", arrow),
-        DemoQuery("pandas: level2 updates per product and side (snapshot rows vs. updates)", pandas, needs="pandas"),
+        DemoQuery("pandas: level2 updates per product and side (snapshot rows vs. updates)", pandas),
     ]
 
 

@@ -129,6 +129,10 @@ def plan(part: str) -> Plan:
         return Skip("manages a system service (root, systemd)")
     if tool == "nvidia-smi":
         return Skip("the NVIDIA driver's own tool")
+    if (tool.startswith("python") and tokens[1:3] == ["-m", "venv"]) or tool in (".", "source"):
+        return Skip("creates or activates a virtual environment; this one is already set up")
+    if tool in ("python", "python3") and tokens[1] == "-c":
+        return Shell(shlex.join([sys.executable, *tokens[1:]]))  # the Python mktpred is installed in
     if tool == "duckdb":
         if shutil.which("duckdb"):
             return Shell(part)
@@ -288,12 +292,13 @@ def test_every_readme_command_is_classified() -> None:
 
 
 def test_quick_start_is_exactly_the_two_setup_commands() -> None:
-    """Quick start shows two commands: install + `mktpred demo`, and install dev tools + `pytest`;
-    the console script and the dev extra they rely on exist."""
+    """Quick start shows the virtual environment first, then two commands: install + `mktpred demo`,
+    and install dev tools + `pytest`; the console script and the dev extra they rely on exist."""
     text = README.read_text()
     quick = text[text.index("## Quick start"):]
     block = bash_blocks(quick)[0]
-    assert [e.text for e in block] == ["pip install -e . && mktpred demo", "pip install -e '.[dev]' && pytest"]
+    assert [e.text for e in block] == ["python3 -m venv .venv && . .venv/bin/activate",
+                                       "pip install -e . && mktpred demo", "pip install -e '.[dev]' && pytest"]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["mktpred"] == "mktpred.cli.app:main"
     assert any(dep.startswith("pytest") for dep in project["optional-dependencies"]["dev"])
