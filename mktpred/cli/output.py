@@ -209,18 +209,22 @@ def fit_widths(table: Table, width: int) -> list[int] | None:
 def print_fitted(console: Console, table: Table, title: str | None = None) -> None:
     """Print ``table`` within the console's width, never cutting a word or a path.
 
-    When its columns fit, each gets a fixed width (cells wrap between words); when they cannot,
+    When its columns fit, each gets a fixed width (cells wrap between words); when they do not, the
+    table is tried without borders, then turned on its side (a few rows only); failing all that,
     the rows are printed vertically, one ``column: value`` line per cell, as soft-wrapped lines that
     the terminal may wrap but nothing crops.  A title too wide for the table is a line of its own.
     """
-    widths = fit_widths(table, console.width)
-    if widths is None:
-        turned = _transposed(table)
-        if turned is None or fit_widths(turned, console.width) is None:
-            _print_vertical(console, table, title)
-            return
-        table, widths = turned, fit_widths(turned, console.width)
-        assert widths is not None
+    turned = _transposed(table)
+    # the borders cost 3 cells a column: without them (columns two spaces apart) a table may fit
+    candidates = [table, turned, _borderless(table), _borderless(turned)]
+    for candidate in candidates:
+        widths = None if candidate is None else fit_widths(candidate, console.width)
+        if candidate is not None and widths is not None:
+            table = candidate
+            break
+    else:
+        _print_vertical(console, table, title)
+        return
     for column, w in zip(table.columns, widths, strict=True):
         column.width = w
         column.overflow = "fold"
@@ -252,6 +256,18 @@ def _transposed(table: Table) -> Table | None:
     for column, values in zip(table.columns[1:], cells[1:], strict=True):
         turned.add_row(_as_text(column.header), *(_as_text(v) for v in values))
     return turned
+
+
+def _borderless(table: Table | None) -> Table | None:
+    """A copy of ``table`` without borders (``None`` for ``None`` or a table that has none)."""
+    if table is None or table.box is None:
+        return None
+    copy = Table(show_lines=False, header_style=table.header_style, box=None, pad_edge=False)
+    for column in table.columns:
+        copy.add_column(_as_text(column.header), justify=column.justify)
+    for row in zip(*(c._cells for c in table.columns), strict=True):
+        copy.add_row(*row)
+    return copy
 
 
 def _print_vertical(console: Console, table: Table, title: str | None) -> None:
