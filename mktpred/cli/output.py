@@ -349,6 +349,19 @@ class Terminal:
         (self.out if to_stdout else self.err).print(Panel(plain(body), title=Text(title), expand=False))
 
     # -- progress ---------------------------------------------------------------------------------
+    #: below this many columns the bar drops the byte rate and the row rate, and shortens (all of it
+    #: would not fit, and Rich would cut the figures to ``5.4/…``)
+    NARROW = 120
+
+    def _progress_columns(self) -> list[Any]:
+        if self.err.width >= self.NARROW:
+            return [TextColumn("{task.description}", style="bold", markup=False), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TextColumn("{task.fields[rows]:,} rows ({task.fields[rate]:,.0f}/s)"),
+                    TimeElapsedColumn(), TimeRemainingColumn()]
+        return [TextColumn("{task.description}", style="bold", markup=False), BarColumn(bar_width=10),
+                DownloadColumn(), TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
+                TimeRemainingColumn()]
+
     @contextmanager
     def progress(self, description: str, *, gpu: GPUMemoryMonitor | None = None) -> Iterator[ProgressCallback]:
         """A callback that renders :class:`mktpred.progress.Progress` events (bar or plain lines).
@@ -364,13 +377,7 @@ class Terminal:
                     return gpu_memory_panel(watch.latest)
                 kind = functools.partial(_ProgressWithPanel, side=side)
             with kind(
-                TextColumn("{task.description}", style="bold", markup=False),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TextColumn("{task.fields[rows]:,} rows ({task.fields[rate]:,.0f}/s)"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                *self._progress_columns(),
                 console=self.err,
                 transient=False,
             ) as bar:

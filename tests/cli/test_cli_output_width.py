@@ -121,6 +121,21 @@ def test_collect_panel_fits_80_columns() -> None:
         assert header in out, header
 
 
+def test_progress_bar_figures_whole_at_80_columns() -> None:
+    """On an 80-column terminal the progress bar shows files, bytes, rows and times uncut (without
+    the rates that would not fit); a wide one keeps the rates."""
+    from mktpred.progress import Progress
+
+    for width, rates in ((WIDTH, False), (160, True)):
+        err = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+        with Terminal(err=err, out=err).progress("convert") as progress:
+            progress(Progress("convert", 3, 12, 5 * 2**30, 20 * 2**30, 12_345_678))
+        last = _text(err).split("\r")[-1]
+        assert CUT not in last and "convert 3/12 files" in last and "5.4/21.5 GB" in last
+        assert "12,345,678 rows" in last and "-:--:--" in last
+        assert ("/s)" in last) is rates
+
+
 # -- every command's tables on a small store, with paths longer than 80 columns -----------------------
 
 @pytest.fixture(scope="module")
