@@ -121,11 +121,12 @@ def test_collect_panel_fits_80_columns() -> None:
         assert header in out, header
 
 
-def test_progress_bar_figures_whole_at_80_columns() -> None:
+def test_progress_bar_figures_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an 80-column terminal the progress bar shows files, bytes, rows and times uncut (without
     the rates that would not fit); a wide one keeps the rates."""
     from mktpred.progress import Progress
 
+    monkeypatch.setenv("TERM", "xterm")  # Rich takes any dumb terminal to be 80 columns wide
     for width, rates in ((WIDTH, False), (160, True)):
         err = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
         with Terminal(err=err, out=err).progress("convert") as progress:
