@@ -187,6 +187,7 @@ def test_demo_summary_reads_well_at_80_columns(small_store: Path) -> None:
     assert code == 0, out
     _assert_reads_well(out, [workdir / "parquet", workdir / "raw", workdir / "report.html"])
     assert "1 sealed segment ->" in out
+    assert f"Try the new store (from {workdir}):" in out
 
 
 # -- help -------------------------------------------------------------------------------------------------
