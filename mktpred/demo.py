@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mktpred.config import Config
 from mktpred.errors import Interrupted, OutputNotWritable, UsageError
 from mktpred.progress import Progress
+from mktpred.wording import plural
 
 if TYPE_CHECKING:  # the stages are imported when the demo runs: `mktpred --help` stays fast
     from mktpred.collect import CollectResult, CollectStatus
@@ -141,7 +142,7 @@ def example_queries(store: str = "parquet") -> list[DemoQuery]:
     return [
         DemoQuery("DuckDB SQL: trades and VWAP per product and side", duck),
         DemoQuery("PyArrow: ticker rows and the mean bid-ask spread", arrow),
-        DemoQuery("pandas: level2 updates per product and side (snapshot rows vs. updates)", pandas, needs="pandas"),
+        DemoQuery("pandas: level2 updates per product and side (snapshot rows vs. updates)", pandas),
     ]
 
 
@@ -430,7 +431,7 @@ def run_demo(
             if stop.is_set():
                 raise Interrupted(f"interrupted; the raw segments so far are in {raw_dir}")
 
-        obs.stage("convert", f"convert: {len(collected.segments)} sealed segment(s) -> {store}")
+        obs.stage("convert", f"convert: {plural(len(collected.segments), 'sealed segment')} -> {store}")
         converted = run_convert(run_cfg, progress=obs.progress)
         t = _timed(timings, "convert", t)
         if stop.is_set():

@@ -6,7 +6,7 @@ segment recorded from the simulator), `data/parquet` (that segment converted) an
 through the Typer app; lines with a pipe or another tool run in `bash` with the `mktpred` console
 script first on PATH.  Adapted so the suite stays offline and short: `mktpred simulate` gets a free
 port and `--duration 0.5` (`simulate --to-raw` runs as written: it ends by itself), `collect --url
-ws://127.0.0.1:8765` records an in-process simulator for 1 s, and `mktpred demo` records for 1 s.  Commands that need Coinbase, a GPU, a Dask cluster, root
+ws://127.0.0.1:8765` records an in-process simulator for 1 s, and `mktpred demo` records for 1 s with `--market-span 0` (its model stages run in tests/integration/test_demo.py).  Commands that need Coinbase, a GPU, a Dask cluster, root
 or the package index are skipped with their reason; an unknown tool fails the test until it is
 classified below.
 """
@@ -129,6 +129,10 @@ def plan(part: str) -> Plan:
         return Skip("manages a system service (root, systemd)")
     if tool == "nvidia-smi":
         return Skip("the NVIDIA driver's own tool")
+    if (tool.startswith("python") and tokens[1:3] == ["-m", "venv"]) or tool in (".", "source"):
+        return Skip("creates or activates a virtual environment; this one is already set up")
+    if tool in ("python", "python3") and tokens[1] == "-c":
+        return Shell(shlex.join([sys.executable, *tokens[1:]]))  # the Python mktpred is installed in
     if tool == "duckdb":
         if shutil.which("duckdb"):
             return Shell(part)
@@ -143,7 +147,9 @@ def plan(part: str) -> Plan:
         missing = [t for t in tokens if t in SAFE_TOOLS and not shutil.which(t)]
         if missing:
             return Skip(f"{', '.join(missing)} not installed")
-        return Shell(re.sub(r"--seconds \d+", "--seconds 1", part) if tokens[1] == "demo" else part)
+        if tokens[1] == "demo":
+            part = re.sub(r"--seconds \d+", "--seconds 1", part).replace("mktpred demo", "mktpred demo --market-span 0", 1)
+        return Shell(part)
     args = tokens[1:]
     command = args[0] if args else ""
     if command == "collect":
@@ -161,7 +167,8 @@ def plan(part: str) -> Plan:
         if "--with-faults" in args:
             return Skip("run with --seconds 6 by tests/integration/test_demo.py::"
                         "test_demo_with_faults_recovers_and_validate_reports_the_gaps")
-        return InProcess(_set_option(args, "--seconds", "1"), env)
+        # the model stages (an hour of simulated market) run once, in tests/integration/test_demo.py
+        return InProcess(_set_option(_set_option(args, "--seconds", "1"), "--market-span", "0"), env)
     if "--scheduler" in args and not args[args.index("--scheduler") + 1].startswith("local"):
         return Skip("needs a running Dask cluster")
     if command == "gpu-info" and "--watch" in args:
@@ -288,12 +295,13 @@ def test_every_readme_command_is_classified() -> None:
 
 
 def test_quick_start_is_exactly_the_two_setup_commands() -> None:
-    """Quick start shows two commands: install + `mktpred demo`, and install dev tools + `pytest`;
-    the console script and the dev extra they rely on exist."""
+    """Quick start shows the virtual environment first, then two commands: install + `mktpred demo`,
+    and install dev tools + `pytest`; the console script and the dev extra they rely on exist."""
     text = README.read_text()
     quick = text[text.index("## Quick start"):]
     block = bash_blocks(quick)[0]
-    assert [e.text for e in block] == ["pip install -e . && mktpred demo", "pip install -e '.[dev]' && pytest"]
+    assert [e.text for e in block] == ["python3 -m venv .venv && . .venv/bin/activate",
+                                       "pip install -e . && mktpred demo", "pip install -e '.[dev]' && pytest"]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["mktpred"] == "mktpred.cli.app:main"
     assert any(dep.startswith("pytest") for dep in project["optional-dependencies"]["dev"])

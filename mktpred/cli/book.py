@@ -11,6 +11,7 @@ from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.output import Terminal
 from mktpred.config import load_config
 from mktpred.errors import DataError
+from mktpred.wording import plural
 
 if TYPE_CHECKING:
     from mktpred.book import AuditResult, BookResult
@@ -85,8 +86,8 @@ def _render_build(term: Terminal, r: BookResult) -> None:
                                                          "invalid", "crossed", "updates/s"], rows, to_stdout=True)
     skipped = sum(1 for p in r.products if not p.dates_written and p.dates_skipped)
     term.info(f"book: {r.snapshots:,} snapshots from {r.updates:,} level updates in {r.elapsed_s:.2f} s"
-              + (f"; {skipped} product(s) up to date" if skipped else "")
-              + (f"; {r.gaps} sequence gap(s) in the store" if r.gaps else ""))
+              + (f"; {plural(skipped, 'product')} up to date" if skipped else "")
+              + (f"; {plural(r.gaps, 'sequence gap')} in the store" if r.gaps else ""))
 
 
 def _render_audit(term: Terminal, a: AuditResult) -> None:

@@ -13,6 +13,7 @@ from mktpred.cli.base import ConfigOption, JsonOption, command, split_csv
 from mktpred.cli.output import Terminal, collect_status_view, one_line, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, MktpredError
+from mktpred.wording import plural
 
 if TYPE_CHECKING:
     from mktpred.collect import CollectResult
@@ -78,8 +79,8 @@ def collect_command(
 
 def _final_line(result: CollectResult) -> str:
     """The one summary line of a run that succeeded."""
-    return (f"collect: {result.frames:,} frames, {result.lines_written:,} lines, "
-            f"{result.bytes_written / 2**20:,.1f} MiB in {len(result.segments)} sealed segment(s) "
+    return (f"collect: {plural(result.frames, 'frame')}, {plural(result.lines_written, 'line')}, "
+            f"{result.bytes_written / 2**20:,.1f} MiB in {plural(len(result.segments), 'sealed segment')} "
             f"under {result.raw_dir}; reconnects {result.reconnects}, gaps {result.gaps}, stalls {result.stalls}"
             + (f", server errors {result.server_errors} (last: {one_line(result.last_server_error)})"
                if result.server_errors else "")

@@ -144,7 +144,7 @@ def _summary(term: Terminal, r: DemoResult) -> None:
             f"{kind} x{len(conns)} (conn {', '.join(map(str, sorted(set(conns))))})"
             for kind, conns in fired.items()) or "none"))
     term.table(f"mktpred demo{' --with-faults' if r.with_faults else ''}", ["", "value"], rows, to_stdout=True)
-    term.out.print(f"Try the new store (from {r.workdir}):", markup=False, highlight=False)
+    term.out.print(f"Try the new store (from {r.workdir}):", markup=False, highlight=False, soft_wrap=True)
     term.out.print(f"  cd {shlex.quote(str(r.workdir))}", markup=False, highlight=False, soft_wrap=True)
     for q in r.queries:
         needs = "" if q.runnable else f"  (needs {q.needs}: pip install {q.needs})"

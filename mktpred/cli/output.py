@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 from mktpred.progress import Progress as CoreProgress
 from mktpred.progress import ProgressCallback
+from mktpred.wording import plural
 
 if TYPE_CHECKING:
     from mktpred.gpu.monitor import DeviceMemory, GPUMemoryMonitor, GpuMemorySample
@@ -144,6 +146,152 @@ def one_line(message: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
+def cell_text(value: Any) -> Text:
+    """A table cell as plain :class:`Text` (never markup); a :class:`~pathlib.Path` is one unbreakable
+    piece, so a table never wraps or cuts it."""
+    if isinstance(value, Text):
+        return value
+    if isinstance(value, Path):
+        return Text(str(value), no_wrap=True)
+    return Text("" if value is None else str(value))
+
+
+def _longest_piece(text: Text) -> int:
+    """The widest part of ``text`` that may not be broken: a word, or a whole line when unbreakable."""
+    lines = text.plain.splitlines() or [""]
+    if text.no_wrap:
+        return max(cell_len(line) for line in lines)
+    return max((cell_len(word) for line in lines for word in line.split()), default=0)
+
+
+def _widest_line(text: Text) -> int:
+    return max((cell_len(line) for line in text.plain.splitlines()), default=0)
+
+
+def _as_text(value: Any) -> Text:
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+def _overhead(table: Table) -> int:
+    """The cells a table spends on borders and padding besides its columns' content."""
+    pad_left, pad_right = table.padding[3], table.padding[1]
+    edges = 2 if table.box is not None and table.show_edge else 0
+    separators = (len(table.columns) - 1) if table.box is not None else 0
+    padding = (pad_left + pad_right) * len(table.columns)
+    if not table.pad_edge:
+        padding -= pad_left + pad_right
+    return edges + separators + padding
+
+
+def fit_widths(table: Table, width: int) -> list[int] | None:
+    """Column widths that fit ``table`` in ``width`` cells with no word or path cut, or ``None``
+    when even the narrowest layout (each column as wide as its longest word) is too wide.
+
+    Rich alone shrinks a table that is too wide by cutting cells (``prod…``) and, when piped,
+    crops lines at 80 columns; this picks widths under which it only wraps between words.
+    """
+    columns = table.columns
+    if not columns:
+        return []
+    low = [max(_longest_piece(_as_text(c.header)), *(_longest_piece(_as_text(v)) for v in c._cells), 1)
+           for c in columns]
+    high = [max(_widest_line(_as_text(c.header)), *(_widest_line(_as_text(v)) for v in c._cells), lo)
+            for c, lo in zip(columns, low, strict=True)]
+    room = width - _overhead(table)
+    if sum(high) <= room:
+        return high
+    if sum(low) > room:
+        return None
+    spare, slack = room - sum(low), sum(h - lo for h, lo in zip(high, low, strict=True))
+    return [lo + (h - lo) * spare // slack for h, lo in zip(high, low, strict=True)]
+
+
+def print_fitted(console: Console, table: Table, title: str | None = None) -> None:
+    """Print ``table`` within the console's width, never cutting a word or a path.
+
+    When its columns fit, each gets a fixed width (cells wrap between words); when they do not, the
+    table is tried without borders, then turned on its side (a few rows only); failing all that,
+    the rows are printed vertically, one ``column: value`` line per cell, as soft-wrapped lines that
+    the terminal may wrap but nothing crops.  A title too wide for the table is a line of its own.
+    """
+    turned = _transposed(table)
+    # the borders cost 3 cells a column: without them (columns two spaces apart) a table may fit
+    candidates = [table, turned, _borderless(table), _borderless(turned)]
+    for candidate in candidates:
+        widths = None if candidate is None else fit_widths(candidate, console.width)
+        if candidate is not None and widths is not None:
+            table = candidate
+            break
+    else:
+        _print_vertical(console, table, title)
+        return
+    for column, w in zip(table.columns, widths, strict=True):
+        column.width = w
+        column.overflow = "fold"
+    table_width = sum(widths) + _overhead(table)
+    if title is not None:
+        heading = Text(title, style="italic")
+        if cell_len(title) <= min(console.width, table_width):
+            table.title = heading
+        else:
+            console.print(heading, soft_wrap=True)
+    console.print(table)
+
+
+#: a table too wide for the console is turned on its side (a column per row) when it has at most
+#: this many rows; a longer one is printed vertically
+_MAX_TRANSPOSED_ROWS = 4
+
+
+def _transposed(table: Table) -> Table | None:
+    """``table`` with rows and columns swapped: the first column's cells become the headers."""
+    cells = [list(c._cells) for c in table.columns]
+    n_rows = max((len(c) for c in cells), default=0)
+    if not 0 < n_rows <= _MAX_TRANSPOSED_ROWS or len(cells) < 2:
+        return None
+    turned = Table(show_lines=False, header_style=table.header_style, box=table.box, pad_edge=table.pad_edge)
+    turned.add_column(_as_text(table.columns[0].header))
+    for i in range(n_rows):
+        turned.add_column(_as_text(cells[0][i]))
+    for column, values in zip(table.columns[1:], cells[1:], strict=True):
+        turned.add_row(_as_text(column.header), *(_as_text(v) for v in values))
+    return turned
+
+
+def _borderless(table: Table | None) -> Table | None:
+    """A copy of ``table`` without borders (``None`` for ``None`` or a table that has none)."""
+    if table is None or table.box is None:
+        return None
+    copy = Table(show_lines=False, header_style=table.header_style, box=None, pad_edge=False)
+    for column in table.columns:
+        copy.add_column(_as_text(column.header), justify=column.justify)
+    for row in zip(*(c._cells for c in table.columns), strict=True):
+        copy.add_row(*row)
+    return copy
+
+
+def _print_vertical(console: Console, table: Table, title: str | None) -> None:
+    """Each row as lines of ``column: value`` (a key/value table, whose first column has no header,
+    as ``key  value``)."""
+    if title is not None:
+        console.print(Text(title, style="italic"), soft_wrap=True)
+    headers = [_as_text(c.header).plain for c in table.columns]
+    cells = [list(c._cells) for c in table.columns]
+    n_rows = max((len(c) for c in cells), default=0)
+    key_value = len(headers) == 2 and not headers[0]
+    key_width = max((cell_len(_as_text(v).plain) for v in cells[0]), default=0) if key_value else 0
+    for i in range(n_rows):
+        row = [_as_text(col[i]) for col in cells]
+        if key_value:
+            console.print(Text.assemble(Text(row[0].plain.ljust(key_width), style="bold"), "  ", row[1]),
+                          soft_wrap=True)
+            continue
+        console.print(Text.assemble((f"{headers[0]}: ", "bold"), row[0]), soft_wrap=True)
+        for header, value in zip(headers[1:], row[1:], strict=True):
+            if value.plain:
+                console.print(Text.assemble("  ", (f"{header}: ", "bold"), value), soft_wrap=True)
+
+
 def plain(value: Any) -> Any:
     """``value`` as renderable text that is never parsed as markup (a ``str`` becomes :class:`Text`;
     renderables such as tables and :class:`Text` pass through)."""
@@ -186,18 +334,34 @@ class Terminal:
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               *, to_stdout: bool = False) -> None:
-        """A table whose cells are plain text; pass a :class:`Text` for a styled cell."""
-        t = Table(title=None if title is None else Text(title), show_lines=False, header_style="bold")
+        """A table whose cells are plain text; pass a :class:`Text` for a styled cell.
+
+        It fits the console's width without cutting a word or a path (see :func:`print_fitted`).
+        """
+        t = Table(show_lines=False, header_style="bold")
         for c in columns:
             t.add_column(Text(c))
         for r in rows:
-            t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r))
-        (self.out if to_stdout else self.err).print(t)
+            t.add_row(*(cell_text(v) for v in r))
+        print_fitted(self.out if to_stdout else self.err, t, title)
 
     def panel(self, body: Any, title: str, *, to_stdout: bool = False) -> None:
         (self.out if to_stdout else self.err).print(Panel(plain(body), title=Text(title), expand=False))
 
     # -- progress ---------------------------------------------------------------------------------
+    #: below this many columns the bar drops the byte rate and the row rate, and shortens (all of it
+    #: would not fit, and Rich would cut the figures to ``5.4/…``)
+    NARROW = 120
+
+    def _progress_columns(self) -> list[Any]:
+        if self.err.width >= self.NARROW:
+            return [TextColumn("{task.description}", style="bold", markup=False), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TextColumn("{task.fields[rows]:,} rows ({task.fields[rate]:,.0f}/s)"),
+                    TimeElapsedColumn(), TimeRemainingColumn()]
+        return [TextColumn("{task.description}", style="bold", markup=False), BarColumn(bar_width=10),
+                DownloadColumn(), TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
+                TimeRemainingColumn()]
+
     @contextmanager
     def progress(self, description: str, *, gpu: GPUMemoryMonitor | None = None) -> Iterator[ProgressCallback]:
         """A callback that renders :class:`mktpred.progress.Progress` events (bar or plain lines).
@@ -213,13 +377,7 @@ class Terminal:
                     return gpu_memory_panel(watch.latest)
                 kind = functools.partial(_ProgressWithPanel, side=side)
             with kind(
-                TextColumn("{task.description}", style="bold", markup=False),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TextColumn("{task.fields[rows]:,} rows ({task.fields[rate]:,.0f}/s)"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
+                *self._progress_columns(),
                 console=self.err,
                 transient=False,
             ) as bar:
@@ -310,16 +468,17 @@ StatusT = TypeVar("StatusT", bound=_WithNotices)
 
 
 @contextmanager
-def live_status_view(term: Terminal, interval_s: float, panel: Callable[[StatusT], Any],
+def live_status_view(term: Terminal, interval_s: float, panel: Callable[[StatusT, int], Any],
                      line: Callable[[StatusT], str]) -> Iterator[tuple[Callable[[StatusT], None], float]]:
-    """A live ``panel`` on a terminal; otherwise notices as they come and a ``line`` every
-    ``interval_s``.  Yields the callback for each status snapshot and how often to send one."""
+    """A live ``panel`` (given the status and the terminal's width) on a terminal; otherwise notices
+    as they come and a ``line`` every ``interval_s``.  Yields the callback for each status snapshot
+    and how often to send one."""
     if term.interactive:
         with Live(console=term.err, refresh_per_second=4, transient=False) as live:
             def show_live(st: StatusT) -> None:
                 for level, msg in st.notices:
                     (term.warn if level == "warn" else term.info)(msg)
-                live.update(panel(st))
+                live.update(panel(st, term.err.width))
 
             yield show_live, 0.5
         return
@@ -361,32 +520,39 @@ def _line(st: CollectStatus) -> str:
             f"segment {Path(st.segment).name if st.segment else '-'}")
 
 
-def _panel(st: CollectStatus) -> Any:
-    """The live panel: one row per connection and channel.  Every cell is plain :class:`Text`:
-    channel names come from the network and paths from the user, never markup."""
+def _panel(st: CollectStatus, width: int = 80) -> Any:
+    """The live panel: a table of connections and a table of channels, each narrow enough for 80
+    columns.  Every cell is plain :class:`Text`: channel names come from the network and paths from
+    the user, never markup."""
     from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
 
-    t = Table(show_lines=False, header_style="bold", expand=False)
-    for col in ("conn", "state", "channel", "frames", "frames/s", "rows/s", "MiB in", "reconnects", "gaps",
-                "last frame"):
-        t.add_column(col, justify="right" if col not in ("conn", "state", "channel") else "left")
+    conns = Table(title=Text("connections"), header_style="bold", expand=False)
+    for col in ("conn", "state", "MiB in", "reconnects", "gaps", "last frame"):
+        conns.add_column(col, justify="left" if col in ("conn", "state") else "right")
+    chans = Table(title=Text("channels"), header_style="bold", expand=False)
+    for col in ("conn", "channel", "frames", "frames/s", "rows/s"):
+        chans.add_column(col, justify="left" if col in ("conn", "channel") else "right")
     for c in st.connections:
-        t.add_row(*map(Text, (f"{c.slot} {c.conn or ''}", c.state, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}",
-                              f"{c.rows_per_s:,.0f}", f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
-                              str(c.gaps), _age(c.last_frame_age_s))))
+        name = f"{c.slot} {c.conn or ''}".strip()
+        conns.add_row(*map(Text, (name, c.state, f"{c.bytes_received / 2**20:,.1f}", str(c.reconnects),
+                                  str(c.gaps), _age(c.last_frame_age_s))))
+        chans.add_row(*map(Text, (name, "all", f"{c.frames:,}", f"{c.frames_per_s:,.0f}", f"{c.rows_per_s:,.0f}")))
         for ch in c.channels:
-            t.add_row(*map(Text, ("", "", one_line(ch.channel), f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
-                                  f"{ch.rows_per_s:,.0f}", "", "", "", "")))
+            chans.add_row(*map(Text, ("", one_line(ch.channel), f"{ch.frames:,}", f"{ch.frames_per_s:,.0f}",
+                                      f"{ch.rows_per_s:,.0f}")))
+    inner = width - 4  # the panel's border and padding
+    for t in (conns, chans):
+        widths = fit_widths(t, inner)
+        for column, w in zip(t.columns, widths or (), strict=False):
+            column.width, column.overflow = w, "fold"
     foot = Text(f"segment {Path(st.segment).name if st.segment else '-'} · written "
-                f"{st.bytes_written / 2**20:,.1f} MiB, {st.lines_written:,} lines · sealed {st.segments_sealed} · "
+                f"{st.bytes_written / 2**20:,.1f} MiB, {plural(st.lines_written, 'line')} · "
+                f"sealed {st.segments_sealed} · "
                 f"buffer {st.buffer_fill:.0%} of {st.buffer_capacity / 2**20:,.0f} MiB")
     if st.buffer_full_events:
         foot.append(" WRITER BEHIND", style="bold red")
     foot.append(f" · {st.elapsed_s:,.0f} s")
-    return Panel(Group(t, foot), title="mktpred collect", expand=False)
+    return Panel(Group(conns, chans, foot), title="mktpred collect", expand=False)
 
 
 class TerminalLogHandler(logging.Handler):
@@ -407,35 +573,35 @@ _LISTED = 10
 
 def render_validation(term: Terminal, report: ValidationReport) -> None:
     rows = sum(report.rows.values())
-    term.out.print(f"[bold]{escape(str(report.store))}[/]: {report.files:,} files, {report.bytes / 2**30:,.2f} GiB, "
-                   f"{rows:,} rows, checked in {report.elapsed_s:,.1f} s")
+    term.out.print(f"[bold]{escape(str(report.store))}[/]: {plural(report.files, 'file')}, "
+                   f"{report.bytes / 2**30:,.2f} GiB, {plural(rows, 'row')}, checked in {report.elapsed_s:,.1f} s",
+                   soft_wrap=True)
     term.table("checks", ["check", "status", "count", "details"],
                [(c.name, Text.from_markup(_STYLE[c.status.value]), c.count or "", c.details)
                 for c in report.checks],
                to_stdout=True)
     if report.coverage:
-        cov = Table(title="coverage per product and UTC day", box=None, pad_edge=False,
-                    header_style="bold")
+        cov = Table(box=None, pad_edge=False, header_style="bold")
         for name, justify in (("product", "left"), ("date", "left"), ("UTC", "left"), ("rows", "right"),
                               ("conns", "right"), ("cover", "right"), ("silences", "left"),
                               ("no hb", "right")):
-            cov.add_column(name, justify=justify, no_wrap=name != "silences")  # type: ignore[arg-type]
+            cov.add_column(name, justify=justify)  # type: ignore[arg-type]
         for r in report.coverage:
             cov.add_row(r.product, r.date, f"{_hms(r.first_ns, r.date)}-{_hms(r.last_ns, r.date)}", f"{r.rows:,}",
                         str(r.conns), f"{r.coverage:.1%}",
                         f"{r.silences}, max {r.longest_silence_s:,.0f} s" if r.silences else "",
                         f"{r.missing_heartbeat_s:,} s" if r.missing_heartbeat_s else "")
-        term.out.print(cov)
+        print_fitted(term.out, cov, "coverage per product and UTC day")
     for c in report.checks:
         if c.status.value != "pass" and c.locations:
             more = f" (first {_LISTED} of {c.count})" if c.count > _LISTED else ""
             term.out.print(f"[bold]{c.name}[/] {_STYLE[c.status.value]}{more}:")
             for loc in c.locations[:_LISTED]:
-                term.out.print(f"  {loc}", markup=False, highlight=False)
+                term.out.print(f"  {loc}", markup=False, highlight=False, soft_wrap=True)
     if report.in_progress:
         term.out.print("[bold]in progress[/]:")
         for line in report.in_progress:
-            term.out.print(f"  {line}", markup=False)
+            term.out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     verdict = {"pass": "[green]store OK[/]", "warn": "[yellow]store OK, with warnings[/]",
                "fail": "[bold red]store has problems[/]"}[report.status.value]
     term.out.print(verdict)

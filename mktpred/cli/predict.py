@@ -13,6 +13,7 @@ from mktpred.cli.output import Terminal
 from mktpred.cli.train import fmt, products_list, render_scores
 from mktpred.config import load_config
 from mktpred.errors import UsageError
+from mktpred.wording import plural
 
 if TYPE_CHECKING:
     from mktpred.predict.batch import PredictResult
@@ -92,10 +93,10 @@ def _render(term: Terminal, r: PredictResult) -> None:
              + (" (IN-SAMPLE: overlaps the training span)" if r.in_sample else ""))
     render_scores(term, title, target, [("model", r.metrics), *((b, m) for b, m in r.baselines.items())])
     term.info(f"predict: {fmt(r.rows)} rows predicted, {fmt(r.rows_written)} written "
-              f"({len(r.days_written)} day(s) written, {len(r.days_skipped)} up to date) in {r.elapsed_s:.2f} s")
+              f"({plural(len(r.days_written), 'day')} written, {len(r.days_skipped)} up to date) in {r.elapsed_s:.2f} s")
 
 
 def _render_live(term: Terminal, r: ImportResult) -> None:
-    term.info(f"predict --import-live: {len(r.segments_imported)} segment(s) imported, {len(r.segments_skipped)} "
+    term.info(f"predict --import-live: {plural(len(r.segments_imported), 'segment')} imported, {len(r.segments_skipped)} "
               f"up to date; {fmt(r.rows)} rows ({fmt(r.rows_with_outcome)} with fwd_ret), "
-              f"{fmt(r.truncated_lines)} torn line(s) left for later, {fmt(r.invalid_lines)} invalid")
+              f"{fmt(r.truncated_lines)} torn {'line' if r.truncated_lines == 1 else 'lines'} left for later, {fmt(r.invalid_lines)} invalid")

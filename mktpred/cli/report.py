@@ -10,6 +10,7 @@ import typer
 from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.output import Terminal
 from mktpred.config import load_config
+from mktpred.wording import plural
 
 
 @command("report")
@@ -47,8 +48,9 @@ def report_command(
         return
     for s in report.sections:
         state = "" if s.available else f" (absent: {s.reason})"
-        term.out.print(f"{s.title}{state}", markup=False, highlight=False)
-    term.out.print(f"report written to {out} ({report.bytes:,} bytes)", markup=False, highlight=False)
+        term.out.print(f"{s.title}{state}", markup=False, highlight=False, soft_wrap=True)  # paths stay whole
+    term.out.print(f"report written to {out} ({report.bytes:,} bytes)", markup=False, highlight=False,
+                   soft_wrap=True)
     for table, doc in report.powerbi.items():
-        term.out.print(f"powerbi {table}: {doc['written']} dates written, {doc['skipped']} unchanged",
+        term.out.print(f"powerbi {table}: {plural(doc['written'], 'date')} written, {doc['skipped']} unchanged",
                        markup=False, highlight=False)

@@ -78,7 +78,8 @@ def serve_command(
                   f"model {result.model} {' -> '.join(result.versions)}, latency p50 {_us(lat['p50'])} "
                   f"p99 {_us(lat['p99'])}, clients {result.clients_total} ({result.clients_dropped} dropped); "
                   f"{len(result.collect.segments)} raw and {len(result.prediction_segments)} prediction "
-                  f"segment(s) sealed")
+                  f"{'segment' if len(result.collect.segments) + len(result.prediction_segments) == 1 else 'segments'} "
+                  "sealed")
     if caught and caught[0] == signal.SIGINT:
         raise Interrupted("interrupted (segments sealed)")
 
@@ -101,9 +102,11 @@ def _line(st: ServeStatus) -> str:
             f"backlog {st.backlog:,}, reconnects {c.reconnects}, gaps {c.gaps}")
 
 
-def _panel(st: ServeStatus) -> Any:
+def _panel(st: ServeStatus, width: int = 80) -> Any:
+    """The live panel (a two-column table fits any terminal); every value is plain text, never markup."""
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     c = st.collect
     t = Table(show_header=False, expand=False)
@@ -117,5 +120,5 @@ def _panel(st: ServeStatus) -> Any:
                  ("backlog", f"{st.backlog:,} lines"),
                  ("connections", f"{len(c.connections)}, reconnects {c.reconnects}, gaps {c.gaps}"),
                  ("raw written", f"{c.bytes_written / 2**20:,.1f} MiB, {c.lines_written:,} lines")):
-        t.add_row(k, v)
-    return Panel(t, title=f"mktpred serve · {st.url}", expand=False)
+        t.add_row(k, Text(v))
+    return Panel(t, title=Text(f"mktpred serve · {st.url}"), expand=False)

@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
-from mktpred.cli.base import ConfigOption, JsonOption, command
+from mktpred.cli.base import ConfigOption, JsonOption, command, lazy_help
 from mktpred.cli.output import Terminal, TerminalLogHandler
 from mktpred.config import SimulateConfig, load_config
 from mktpred.errors import UsageError
+from mktpred.wording import plural
 
 #: where ``--to-raw`` starts its clock unless ``--start`` says otherwise (fixed, so runs repeat)
 DEFAULT_START = "2026-01-05T00:00:00Z"
@@ -23,6 +24,17 @@ DEFAULT_START = "2026-01-05T00:00:00Z"
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _fault_help() -> str:
+    """``--fault``'s help: every fault kind the simulator knows, read from its faults module."""
+    from mktpred.simulate.faults import FAULT_KINDS, spec_syntax
+
+    return ("Inject a fault (repeatable), e.g. drop:after=500; the kinds: "
+            + "; ".join(spec_syntax(k) for k in FAULT_KINDS) + ". Keys in parentheses are optional; see README.")
+
+
+lazy_help("simulate", "fault", _fault_help)
 
 
 @command("simulate")
@@ -40,8 +52,8 @@ def simulate_command(
                                                 show_default=False)] = None,
     speed: Annotated[float, typer.Option(help="Replay (or --start clock) speed factor (0 = as fast as "
                                                 "possible).")] = 1.0,
-    fault: Annotated[list[str] | None, typer.Option(help="Inject a fault, e.g. drop:after=500 (repeatable; "
-                                                         "see README).", show_default=False)] = None,
+    fault: Annotated[list[str] | None, typer.Option(metavar="SPEC", help="Inject a fault, e.g. drop:after=500 (repeatable; "
+                                                         "see README).", show_default=False)] = None,  # see _fault_help
     duration: Annotated[float | None, typer.Option(help="Stop after S seconds (default: until Ctrl-C).",
                                                    show_default=False)] = None,
     signal_: Annotated[float | None, typer.Option("--signal", help="Planted predictability of the mid (0 = none; "
@@ -149,7 +161,7 @@ def _to_raw(raw_dir: Path, cfg: SimulateConfig, span: str, start: str, json_out:
         return
     summary = result.to_json()
     term.info(f"wrote {summary['span_s'] / 3600:g} simulated hours of {', '.join(result.products)} "
-              f"({result.frames:,} frames, {result.bytes / 2**20:,.1f} MiB, {len(result.segments)} segment(s)) "
+              f"({result.frames:,} frames, {result.bytes / 2**20:,.1f} MiB, {plural(len(result.segments), 'segment')}) "
               f"into {raw_dir} in {result.elapsed_s:.1f} s ({summary['simulated_hours_per_minute']:g} "
               f"simulated hours per minute)")
     rows = [(h, v["auc"], v["rows"], v["se_h0"]) for h, v in result.oracle["horizons"].items()]

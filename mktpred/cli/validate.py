@@ -22,7 +22,8 @@ def validate_command(
     parquet_dir: Annotated[Path | None, typer.Option("--parquet-dir", help="The Parquet store.",
                                                      show_default=False)] = None,
     raw_dir: Annotated[Path | None, typer.Option(
-        "--raw-dir", help="Also check that every sealed raw segment here was converted.", show_default=False)] = None,
+        "--raw-dir", help="Also check that every sealed raw segment here was converted (default: not checked).",
+        show_default=False)] = None,
     max_silence: Annotated[float | None, typer.Option(
         "--max-silence", help="Report silences longer than S seconds (default validate.max_silence_s).",
         metavar="S", show_default=False)] = None,

@@ -194,9 +194,9 @@ def run_convert(
                         done(res, sizes.get(Path(res.source), 0))
         else:
             for job, seg in zip(jobs, todo, strict=True):
-                def on_bytes(n: int, _base: int = state["bytes"], _name: str = seg.path.name) -> None:
+                def on_bytes(n: int, rows: int, _base: int = state["bytes"], _name: str = seg.path.name) -> None:
                     progress(Progress("convert", state["files"], len(jobs), _base + n, total_bytes,
-                                      state["rows"], _name))
+                                      state["rows"] + rows, _name))
                 outcome: SegmentResult | SegmentFailure
                 try:
                     outcome = run_job(job, engine=eng, on_bytes=on_bytes)

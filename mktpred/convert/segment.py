@@ -40,7 +40,8 @@ from mktpred.store.quarantine import Quarantine
 from mktpred.store.schemas import EVENTS, REQUIRED_COLUMNS, TABLE_SCHEMAS
 from mktpred.store.writer import PartitionedWriter
 
-BytesCallback = Callable[[int], None]
+#: ``(bytes of the segment read, rows converted so far)`` during a segment, for progress bars
+BytesCallback = Callable[[int, int], None]
 T = TypeVar("T")
 
 
@@ -139,12 +140,15 @@ class _Sink:
         self.writer = writer
         self.quarantine = quarantine
         self.events: list[dict[str, object]] = []
+        #: rows handed to the writer so far (progress during a segment; the result counts the writer's)
+        self.rows = 0
 
     def tables(self, tables: dict[str, pa.Table]) -> None:
         for name in ENGINE_TABLES:
             t = tables.get(name)
             if t is not None and t.num_rows:
                 self.writer.write(name, t)
+                self.rows += t.num_rows
 
     def special(self, line: int, kind: str, text: bytes) -> None:
         if kind == EVENT:
@@ -178,7 +182,7 @@ class SegmentConverter:
     # -- direct -----------------------------------------------------------------------------------
     def direct(self) -> ReadStats:
         specials: list[tuple[int, str]] = []
-        base = 0
+        base = read = 0
         cancel = threading.Event()
         with ThreadPoolExecutor(1, thread_name_prefix="mktpred-hash") as pool:
             counted = pool.submit(hash_and_count, self.seg, cancel)
@@ -188,9 +192,11 @@ class SegmentConverter:
                     self.sink.tables(batch.tables)
                     specials.extend((base + i + 1, kind) for i, kind in batch.special)
                     base += batch.lines
-                    if self.on_bytes is not None and counted.done() and counted.result().lines:
-                        # the hash pass runs ahead and knows the line count: report the share done
-                        self.on_bytes(self.seg.size * min(base, counted.result().lines) // counted.result().lines)
+                    if self.on_bytes is not None:
+                        if counted.done() and counted.result().lines:
+                            # the hash pass runs ahead and knows the line count: report the share done
+                            read = self.seg.size * min(base, counted.result().lines) // counted.result().lines
+                        self.on_bytes(read, self.sink.rows)
             except (OutputNotWritable, EngineFailed):  # not the data: no other path can help
                 cancel.set()
                 raise
@@ -214,7 +220,7 @@ class SegmentConverter:
         for chunk in iter_chunks(self.seg, self.chunk_bytes, stats):
             self._chunk(chunk)
             if self.on_bytes is not None:
-                self.on_bytes(chunk.raw_offset)
+                self.on_bytes(chunk.raw_offset, self.sink.rows)
         return stats
 
     def _run_engine(self, data: Iterable[bytes], expected_lines: int) -> list[EngineBatch]:
@@ -326,6 +332,7 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
                 writer.abort()
                 quarantine.abort()
                 sink.events.clear()
+                sink.rows = 0
                 stats = None
         if stats is None:
             conv.mode = "chunked"

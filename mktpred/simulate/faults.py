@@ -38,6 +38,19 @@ _KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "slow": (("delay_ms",), ()),
 }
 FAULT_KINDS = tuple(_KEYS)
+
+
+def spec_syntax(kind: str) -> str:
+    """How a ``kind`` spec is written, for help texts: ``close:code= (after=, times=)`` (the keys in
+    parentheses are optional; ``drop`` takes one of after/every)."""
+    required, optional = _KEYS[kind]
+    if kind == "drop":
+        required, optional = ("after", "every"), tuple(k for k in optional if k not in ("after", "every"))
+        head = "|".join(f"{k}=" for k in required)
+    else:
+        head = ",".join(f"{k}=" for k in required)
+    tail = f" ({', '.join(f'{k}=' for k in optional)})" if optional else ""
+    return f"{kind}:{head}{tail}"
 _INT_KEYS = ("after", "code", "size", "times")
 
 

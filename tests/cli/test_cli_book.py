@@ -63,7 +63,7 @@ def test_book_table_output_and_up_to_date_rerun(tmp_path: Path) -> None:
     again = runner.invoke(app, ["book", "--parquet-dir", str(store), "--products", "BTC-USD"],
                           catch_exceptions=False)
     assert again.exit_code == 0
-    assert "1 product(s) up to date" in again.stderr
+    assert "1 product up to date" in again.stderr
 
 
 def test_every_update_products_and_time_range(tmp_path: Path) -> None:
