@@ -19,7 +19,7 @@ N = 6000
 
 def test_a_client_that_never_reads_is_dropped_and_publishing_never_waits() -> None:
     """6,000 messages (~9 MB, more than the kernel buffers hold) paced at ~2,000/s: the stalled client (tiny receive buffer, never
-    reads) is dropped and counted; no publish call takes more than 20 ms; SSE and WS readers get all."""
+    reads) is dropped and counted; no publish call waits for it; SSE and WS readers get all."""
     hub = Hub(client_queue=2048)
     server = HttpServer(create_app(hub, lambda: {"clients": hub.clients}), hub, "127.0.0.1", 0)
     server.start()
@@ -41,7 +41,10 @@ def test_a_client_that_never_reads_is_dropped_and_publishing_never_waits() -> No
             if i % 20 == 19:
                 time.sleep(0.01)
         assert wait_until(lambda: hub.clients_dropped == 1, 30), hub.clients_dropped
-        assert worst < 0.02, worst
+        # A publish that waited on the stalled client would block until that client read (never);
+        # the bound is generous so a loaded 2-core machine's scheduling cannot fail it (the latency
+        # figures are bench/bench_serve.py's business).
+        assert worst < 2.0, worst
     finally:
         server.stop()
         stalled.close()
