@@ -73,11 +73,16 @@ class Manifest:
         tmp = path.with_name(path.name + ".tmp")
         doc = {"version": MANIFEST_VERSION,
                "sources": {k: asdict(v) for k, v in sorted(self.entries.items())}}
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            # a full disk (ENOSPC) or an interrupt: the old manifest stays, and no half copy beside it
+            tmp.unlink(missing_ok=True)
+            raise
 
     def get(self, source: Path) -> SourceEntry | None:
         """The entry of ``source``; a raw segment whose folder moved is found by its file name
