@@ -34,6 +34,23 @@ _EVENT_COLUMNS = ("recv_ns", "conn", "event", "expected", "got")
 _ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
+#: the earliest plausible ``recv_ns``: 2010-01-01T00:00:00Z (Coinbase did not exist before; a
+#: smaller value is a broken clock or a corrupted record, not market data)
+MIN_RECV_NS = 1_262_304_000 * 1_000_000_000
+#: how far ``recv_ns`` may be after the frame's own ``timestamp`` (clock skew and queueing are seconds)
+MAX_RECV_AHEAD_NS = 86_400 * 1_000_000_000
+RECV_REASON = "recv_ns out of range"
+
+
+def check_recv(recv: int, frame_ns: int | None) -> None:
+    """Raise :class:`BadRecord` for a ``recv_ns`` before 2010 or more than a day after the frame's
+    ``timestamp`` (``frame_ns``, when the frame has one)."""
+    if recv < MIN_RECV_NS:
+        raise BadRecord(f"{RECV_REASON}: {recv} is before 2010-01-01")
+    if frame_ns is not None and recv > frame_ns + MAX_RECV_AHEAD_NS:
+        raise BadRecord(f"{RECV_REASON}: {recv} is more than a day after the frame's timestamp")
+
+
 class BadRecord(ValueError):
     """A line that cannot become table rows; the message is the quarantine reason."""
 
@@ -172,6 +189,9 @@ def check_line(line: bytes) -> str | None:
         else:
             frame = obj
         _check_frame(frame, recv is not None)
+        if recv is not None:
+            ts = frame.get(FRAME_TIMESTAMP)
+            check_recv(recv, parse_rfc3339_ns(ts) if ts is not None else None)
     except BadRecord as exc:
         return str(exc)
     return None
@@ -181,6 +201,7 @@ def _event_row(obj: dict[str, Any]) -> dict[str, Any]:
     recv, conn, name = obj.get("recv_ns"), obj.get("conn"), obj.get("event")
     if isinstance(recv, bool) or not isinstance(recv, int):
         raise BadRecord("event record has no integer recv_ns")
+    check_recv(recv, None)
     if not isinstance(conn, str) or not isinstance(name, str):
         raise BadRecord("event record has no conn or event name")
     expected, got = obj.get("expected"), obj.get("got")

@@ -27,12 +27,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import zstandard
 
 from mktpred.convert.engine import ENGINE_TABLES, EVENT, ConversionEngine, EngineBatch, EngineRejected
 from mktpred.convert.factory import make_engine
 from mktpred.convert.jobs import SegmentJob, SegmentResult
-from mktpred.convert.records import BadRecord, check_line, event_row
+from mktpred.convert.records import (
+    MAX_RECV_AHEAD_NS,
+    MIN_RECV_NS,
+    RECV_REASON,
+    BadRecord,
+    check_line,
+    event_row,
+)
 from mktpred.convert.segments import LineChunk, ReadStats, fetch_lines, hash_and_count, iter_chunks
 from mktpred.errors import DataError, EngineFailed, OutputNotWritable, RuntimeFailure, UsageError
 from mktpred.naming import Segment, split_name
@@ -119,6 +127,15 @@ def check_tables(tables: dict[str, pa.Table]) -> None:
         for col in REQUIRED_COLUMNS[name]:
             if table.column(col).null_count:
                 raise EngineRejected(f"{name}.{col} is missing in some rows")
+        if "recv_time" in table.schema.names and table.num_rows:
+            # engines convert any integer; the careful path quarantines these lines (check_recv)
+            recv = table.column("recv_time").cast(pa.int64())
+            bad = pc.less(recv, MIN_RECV_NS)
+            if "time" in table.schema.names:
+                ahead = pc.greater(recv, pc.add(table.column("time").cast(pa.int64()), MAX_RECV_AHEAD_NS))
+                bad = pc.or_kleene(bad, ahead)
+            if pc.any(bad).as_py():
+                raise EngineRejected(f"{name}: {RECV_REASON}")
 
 
 def segment_of(path: Path) -> Segment:
