@@ -10,6 +10,7 @@ converts the rest.  Each segment's result names the engine that actually convert
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 from collections.abc import Callable, Generator
@@ -33,7 +34,7 @@ from mktpred.errors import (
 from mktpred.naming import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
 from mktpred.store.layout import STAGING_DIR
-from mktpred.store.manifest import SourceEntry
+from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.store.schemas import TABLE_SCHEMAS
 from mktpred.store.session import StoreSession, ensure_writable
 
@@ -117,15 +118,52 @@ def _entry(r: SegmentResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="raw", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, truncated=r.truncated, outputs=list(r.outputs), engine=r.engine,
-        mktpred_version=__version__, partial=r.partial,
+        mktpred_version=__version__, partial=r.partial, quarantine=r.quarantine or "", stem=r.stem,
     )
 
 
+def entry_stem(entry: SourceEntry) -> str:
+    """The stem of an entry's output files."""
+    if entry.stem:
+        return entry.stem
+    parts = split_name(Path(entry.source).name)
+    return parts[0] if parts is not None else Path(entry.source).name
+
+
+def own_keys(manifest: Manifest, path: Path) -> list[str]:
+    """Manifest keys of the source at ``path``: its own key, the files of its stem in its folder
+    (a ``.part`` now sealed, an archived copy) and the entry of its moved folder (:meth:`Manifest.get`)."""
+    parts = split_name(path.name)
+    stem = parts[0] if parts is not None else path.name
+    keys = [key for key, e in manifest.entries.items()
+            if e.kind == "raw" and Path(key).parent == path.parent
+            and (p := split_name(Path(key).name)) is not None and p[0] == stem]
+    moved = manifest.get(path)
+    if moved is not None and moved.source not in keys:
+        keys.append(moved.source)
+    return keys
+
+
+def output_stem(manifest: Manifest, path: Path) -> str:
+    """The stem of the output files of the segment at ``path``: the one its entries already have;
+    else its own stem, unless a segment of the same name from another folder owns that (two
+    recorders both open ``coinbase_<day>T000000Z.jsonl`` at midnight): then ``<stem>_<8 hex of its
+    folder>``, so distinct sources never overwrite each other's files."""
+    own = own_keys(manifest, path)
+    for key in own:
+        return entry_stem(manifest.entries[key])
+    parts = split_name(path.name)
+    stem = parts[0] if parts is not None else path.name
+    taken = {entry_stem(e) for key, e in manifest.entries.items() if key not in own}
+    if stem not in taken:
+        return stem
+    folder = hashlib.blake2b(str(path.parent).encode(), digest_size=4).hexdigest()
+    return f"{stem}_{folder}"
+
+
 def _record(session: StoreSession, r: SegmentResult) -> None:
-    """Commit ``r``; it replaces entries of other files of the same stem (``.part`` -> sealed)."""
-    same_stem = [key for key in session.manifest.entries
-                 if (parts := split_name(Path(key).name)) is not None and parts[0] == r.stem]
-    session.commit(_entry(r), replaces=same_stem)
+    """Commit ``r``; it replaces the other entries of its source (``.part`` -> sealed, a moved folder)."""
+    session.commit(_entry(r), replaces=own_keys(session.manifest, Path(r.source)))
 
 
 def run_convert(
@@ -167,7 +205,8 @@ def run_convert(
         todo = [s for s in segments if force or not _up_to_date(session, s, csv_dir)]
         summary.skipped = len(segments) - len(todo)
         jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=name, config=cfg,
-                           cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None)
+                           cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None,
+                           out_stem=output_stem(session.manifest, s.path))
                 for s in todo]
         total_bytes = sum(s.size for s in todo)
         state = {"files": 0, "bytes": 0, "rows": 0}

@@ -316,15 +316,17 @@ class SegmentConverter:
 def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *, chunk_bytes: int,
                 compression: str, compression_level: int, row_group_rows: int, staging_root: Path,
                 csv_dir: Path | None = None, on_bytes: BytesCallback | None = None,
-                allow_direct: bool = True) -> SegmentResult:
-    """Convert ``segment`` into the store with ``engine`` (outputs committed on success).
+                allow_direct: bool = True, out_stem: str | None = None) -> SegmentResult:
+    """Convert ``segment`` into the store with ``engine`` (outputs committed on success), as files
+    named ``out_stem`` (default: the segment's stem).
 
     ``allow_direct=False`` always takes the chunked path (tests use it to compare the paths)."""
     t0 = time.perf_counter()
-    writer = PartitionedWriter(store_root, segment.stem, compression=compression,
+    stem = out_stem or segment.stem
+    writer = PartitionedWriter(store_root, stem, compression=compression,
                                compression_level=compression_level, row_group_rows=row_group_rows)
-    quarantine = Quarantine(store_root, segment.stem, segment.path.name)
-    staging = staging_root / f"{segment.stem}.{os.getpid()}"
+    quarantine = Quarantine(store_root, stem, segment.path.name)
+    staging = staging_root / f"{stem}.{os.getpid()}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -349,7 +351,7 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
             stats = conv.chunked()
         sink.finish()
         outputs = writer.commit()
-        quarantine.commit()
+        quarantined = quarantine.commit()
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         writer.abort()
         quarantine.abort()
@@ -370,10 +372,11 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
         csv_outputs = export_csv(store_root, outputs, csv_dir)
     rows = {t: writer.rows.get(t, 0) for t in TABLE_SCHEMAS}
     return SegmentResult(
-        source=str(segment.path), stem=segment.stem, size=segment.size, mtime_ns=segment.mtime_ns,
+        source=str(segment.path), stem=stem, size=segment.size, mtime_ns=segment.mtime_ns,
         hash=stats.hash, rows=rows, lines=stats.lines, invalid=quarantine.count, truncated=stats.truncated,
         outputs=outputs, csv_outputs=csv_outputs, engine=engine.name, partial=segment.partial,
         seconds=round(time.perf_counter() - t0, 3), mode=conv.mode, invalid_reasons=dict(quarantine.reasons),
+        quarantine=quarantined,
     )
 
 
@@ -391,7 +394,7 @@ def run_job(job: SegmentJob, engine: ConversionEngine | None = None,
             compression=cc.compression, compression_level=cc.compression_level,
             row_group_rows=cc.chunk_rows,
             staging_root=Path(job.staging_dir) if job.staging_dir else store / "_staging",
-            csv_dir=Path(job.csv_dir) if job.csv_dir else None, on_bytes=on_bytes,
+            csv_dir=Path(job.csv_dir) if job.csv_dir else None, on_bytes=on_bytes, out_stem=job.out_stem,
         )
         usage = eng.take_usage()
         result.engine = usage.label  # the engine that actually ran (a GPU engine may have fallen back)
