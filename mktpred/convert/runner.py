@@ -33,7 +33,7 @@ from mktpred.errors import (
 )
 from mktpred.naming import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.layout import STAGING_DIR
+from mktpred.store.layout import QUARANTINE_DIR, STAGING_DIR
 from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.store.schemas import TABLE_SCHEMAS
 from mktpred.store.session import StoreSession, ensure_writable
@@ -69,6 +69,26 @@ class ConvertSummary(RunSummary):
     notes: list[str] = field(default_factory=list)
     #: segments converted per engine that actually ran ("cpu", "gpu", "gpu+cpu")
     engines: dict[str, int] = field(default_factory=dict)
+    #: from the manifest after the run, over every segment found (converted now or before): lines
+    #: read and lines quarantined; ``--max-invalid`` applies to these, so a re-run that converts
+    #: nothing still says what is quarantined and still fails while too much is
+    lines_total: int = 0
+    quarantined_total: int = 0
+    #: per segment with quarantined lines: source, invalid count, quarantine file (relative to the store)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counted_invalid(self) -> int:
+        return self.quarantined_total
+
+    @property
+    def quarantine_files(self) -> list[str]:
+        return [q["quarantine"] for q in self.quarantined if q["quarantine"]]
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing to do: every segment found was converted before and is unchanged."""
+        return self.segments_found > 0 and self.skipped == self.segments_found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +97,10 @@ class ConvertSummary(RunSummary):
             "segments_found": self.segments_found, "converted": self.converted, "skipped": self.skipped,
             "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
             "truncated": self.truncated, "max_invalid": self.max_invalid,
-            "too_many_invalid": self.too_many_invalid, "input_bytes": self.input_bytes,
+            "too_many_invalid": self.too_many_invalid, "lines_total": self.lines_total,
+            "quarantined_total": self.quarantined_total, "quarantine_files": self.quarantine_files,
+            "quarantined": [dict(q) for q in self.quarantined], "up_to_date": self.up_to_date,
+            "input_bytes": self.input_bytes,
             "seconds": round(self.seconds, 3), "rows_per_s": self.per_second(self.total_rows),
             "l2_rows_per_s": self.per_second(self.rows.get("l2", 0)),
             "mb_per_s": self.mb_per_s,
@@ -264,10 +287,28 @@ def run_convert(
         summary.truncated += r.truncated
         summary.input_bytes += r.size
     summary.failed = len(summary.failures)
+    assert session is not None  # opened, or the run raised before here
+    _tally_quarantine(summary, root, session.manifest, segments)
     summary.max_invalid = max_invalid if max_invalid is not None \
-        else int(cfg.convert.max_invalid_fraction * summary.lines)
+        else int(cfg.convert.max_invalid_fraction * summary.lines_total)
     summary.seconds = clock() - t0
     return summary
+
+
+def _tally_quarantine(summary: ConvertSummary, root: Path, manifest: Manifest, segments: list[Segment]) -> None:
+    """Lines read and quarantined per segment found, from the manifest (this run's and earlier runs')."""
+    for seg in segments:
+        e = manifest.get(seg.path)
+        if e is None:
+            continue
+        summary.lines_total += e.lines
+        if not e.invalid:
+            continue
+        summary.quarantined_total += e.invalid
+        # entries written before the field: the quarantine file is named by the output stem
+        rel = e.quarantine or f"{QUARANTINE_DIR}/{entry_stem(e)}.jsonl"
+        summary.quarantined.append({"source": str(seg.path), "invalid": e.invalid,
+                                    "quarantine": rel if (root / rel).is_file() else ""})
 
 
 def _dask_engine(requested: str) -> tuple[str, str]:
