@@ -49,6 +49,7 @@ from mktpred.ingest.csv_read import (
     CSV_SUFFIXES,
     MAX_BAD_ROWS,
     DuckScan,
+    LineCount,
     Located,
     Reject,
     bytes_per_line,
@@ -312,13 +313,17 @@ def _writer_for(plan: FilePlan, root: Path, settings: WriteSettings) -> TableWri
                              schemas={lay.table: lay.schema}, date_columns=(lay.date_column,))
 
 
-def _unseen_lines(path: Path, rows_read: int, rejects: list[Reject], *,
+def _hash_and_count(path: Path) -> tuple[str, LineCount]:
+    """The content hash and the independent line count, in the background while DuckDB reads."""
+    return file_hash(path), count_lines(path)
+
+
+def _unseen_lines(counted: LineCount, path: Path, rows_read: int, rejects: list[Reject], *,
                   single_line_rows: bool) -> dict[int, tuple[str, str]]:
     """Lines DuckDB neither returned nor rejected (longer than its read buffer), by line number:
     ``(reason, first characters)``.  Raises :class:`DataError` when the count of lines cannot be
     explained that way, so no line is ever lost without a word.  A generic CSV may have values
     spanning lines, so there a row is not a line and only fewer lines than rows would be wrong."""
-    counted = count_lines(path)
     accounted = 1 + rows_read + len(rejects)
     if counted.lines == accounted or (not single_line_rows and counted.lines > accounted):
         return {}
@@ -348,7 +353,7 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
     drops: list[tuple[int, str]] = []
     rows_read = 0
     with ThreadPoolExecutor(1, thread_name_prefix="mktpred-hash") as pool:
-        hashed = pool.submit(file_hash, plan.path)
+        hashed = pool.submit(_hash_and_count, plan.path)
         try:
             for batch in scan.batches():
                 table, dropped = lay.convert(batch)
@@ -361,7 +366,9 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
                 if on_progress is not None:
                     on_progress(min(plan.size - 1, int(rows_read * per_line)), sum(writer.rows.values()))
             rejects = scan.rejects()
-            unseen = _unseen_lines(plan.path, rows_read, rejects, single_line_rows=scan.spec.single_line_rows)
+            digest, counted = hashed.result()
+            unseen = _unseen_lines(counted, plan.path, rows_read, rejects,
+                                   single_line_rows=scan.spec.single_line_rows)
             located: dict[int, Located] = {}
             if drops:
                 located = locate_rows(plan.path, [k for k, _ in drops], [r.line for r in rejects] + list(unseen),
@@ -373,7 +380,6 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
                 quarantine.add(line, reason, text.encode("utf-8", errors="replace"))
             outputs = writer.commit()
             q_rel = quarantine.commit()
-            digest = hashed.result()
         except BaseException:
             writer.abort()
             quarantine.abort()
