@@ -53,6 +53,9 @@ class SegmentResult:
     #: what the engine reported for this segment (a CPU fallback and its reason, out-of-memory retries)
     engine_notes: list[str] = field(default_factory=list)
     quarantine: str | None = None  #: its quarantine file, relative to the store root (None: no bad line)
+    #: frames converted although received more than a day after their own timestamp (a wrong
+    #: clock, or a feed replaying past times such as ``mktpred simulate --start``)
+    recv_ahead: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -74,6 +74,8 @@ class ConvertSummary(RunSummary):
     #: nothing still says what is quarantined and still fails while too much is
     lines_total: int = 0
     quarantined_total: int = 0
+    #: frames converted this run although received more than a day after their own timestamp
+    recv_ahead: int = 0
     #: per segment with quarantined lines: source, invalid count, quarantine file (relative to the store)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
 
@@ -100,6 +102,7 @@ class ConvertSummary(RunSummary):
             "too_many_invalid": self.too_many_invalid, "lines_total": self.lines_total,
             "quarantined_total": self.quarantined_total, "quarantine_files": self.quarantine_files,
             "quarantined": [dict(q) for q in self.quarantined], "up_to_date": self.up_to_date,
+            "recv_ahead": self.recv_ahead,
             "input_bytes": self.input_bytes,
             "seconds": round(self.seconds, 3), "rows_per_s": self.per_second(self.total_rows),
             "l2_rows_per_s": self.per_second(self.rows.get("l2", 0)),
@@ -108,7 +111,7 @@ class ConvertSummary(RunSummary):
                 {"source": r.source, "rows": r.rows, "lines": r.lines, "invalid": r.invalid,
                  "truncated": r.truncated, "outputs": r.outputs, "csv_outputs": r.csv_outputs,
                  "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons,
-                 "engine": r.engine, "engine_notes": r.engine_notes}
+                 "engine": r.engine, "engine_notes": r.engine_notes, "recv_ahead": r.recv_ahead}
                 for r in self.segments
             ],
             "failures": self.failures_json(),
@@ -286,6 +289,10 @@ def run_convert(
         summary.invalid += r.invalid
         summary.truncated += r.truncated
         summary.input_bytes += r.size
+        summary.recv_ahead += r.recv_ahead
+        if r.recv_ahead:
+            summary.notes.append(f"{Path(r.source).name}: {r.recv_ahead:,} frame(s) received more than a day after "
+                                 f"their own timestamp (a wrong clock, or a feed replaying past times); converted")
     summary.failed = len(summary.failures)
     assert session is not None  # opened, or the run raised before here
     _tally_quarantine(summary, root, session.manifest, segments)

@@ -129,13 +129,17 @@ def check_tables(tables: dict[str, pa.Table]) -> None:
                 raise EngineRejected(f"{name}.{col} is missing in some rows")
         if "recv_time" in table.schema.names and table.num_rows:
             # engines convert any integer; the careful path quarantines these lines (check_recv)
-            recv = table.column("recv_time").cast(pa.int64())
-            bad = pc.less(recv, MIN_RECV_NS)
-            if "time" in table.schema.names:
-                ahead = pc.greater(recv, pc.add(table.column("time").cast(pa.int64()), MAX_RECV_AHEAD_NS))
-                bad = pc.or_kleene(bad, ahead)
-            if pc.any(bad).as_py():
+            if pc.any(pc.less(table.column("recv_time").cast(pa.int64()), MIN_RECV_NS)).as_py():
                 raise EngineRejected(f"{name}: {RECV_REASON}")
+
+
+def count_recv_ahead(messages: pa.Table) -> int:
+    """Frames (``messages`` rows) received more than a day after their own timestamp."""
+    if not messages.num_rows:
+        return 0
+    recv = messages.column("recv_time").cast(pa.int64())
+    limit = pc.add(messages.column("time").cast(pa.int64()), MAX_RECV_AHEAD_NS)
+    return int(pc.sum(pc.greater(recv, limit)).as_py() or 0)
 
 
 def segment_of(path: Path) -> Segment:
@@ -156,12 +160,15 @@ class _Sink:
         self.writer = writer
         self.quarantine = quarantine
         self.events: list[dict[str, object]] = []
+        self.recv_ahead = 0  #: frames received more than a day after their timestamp
 
     def tables(self, tables: dict[str, pa.Table]) -> None:
         for name in ENGINE_TABLES:
             t = tables.get(name)
             if t is not None and t.num_rows:
                 self.writer.write(name, t)
+                if name == "messages":
+                    self.recv_ahead += count_recv_ahead(t)
 
     def special(self, line: int, kind: str, text: bytes) -> None:
         if kind == EVENT:
@@ -345,6 +352,7 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
                 writer.abort()
                 quarantine.abort()
                 sink.events.clear()
+                sink.recv_ahead = 0
                 stats = None
         if stats is None:
             conv.mode = "chunked"
@@ -376,7 +384,7 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
         hash=stats.hash, rows=rows, lines=stats.lines, invalid=quarantine.count, truncated=stats.truncated,
         outputs=outputs, csv_outputs=csv_outputs, engine=engine.name, partial=segment.partial,
         seconds=round(time.perf_counter() - t0, 3), mode=conv.mode, invalid_reasons=dict(quarantine.reasons),
-        quarantine=quarantined,
+        quarantine=quarantined, recv_ahead=sink.recv_ahead,
     )
 
 

@@ -182,15 +182,15 @@ DAY_NS = 86_400 * 10**9
 
 @pytest.mark.parametrize("allow_direct", [True, False], ids=["direct", "chunked"])
 def test_absurd_recv_ns_is_quarantined_with_a_reason(tmp_path: Path, allow_direct: bool) -> None:
-    """recv_ns negative, zero, before 2010 or over a day after the frame's timestamp is quarantined
-    (frames and collector events alike); exactly a day later, and 2010-01-01 itself, still convert."""
+    """recv_ns negative, zero or before 2010 is quarantined (frames and collector events alike); one
+    more than a day after the frame's timestamp converts but is counted (recv_ahead); 2010-01-01
+    itself and exactly a day later are ordinary."""
     lines = [
         (l2(0), None),
         (_with_recv(l2(1), -5), "recv_ns out of range: -5 is before 2010-01-01"),
         (_with_recv(l2(2), 0), "recv_ns out of range: 0 is before 2010-01-01"),
         (_with_recv(l2(3), 1_262_303_999_999_999_999), "recv_ns out of range: 1262303999999999999 is before"),
-        (_with_recv(l2(4), FRAME_NS + DAY_NS + 1), "recv_ns out of range: 1786395948100000001 is more than a day "
-                                                   "after the frame's timestamp"),
+        (_with_recv(l2(4), FRAME_NS + DAY_NS + 1), None),
         (_with_recv(l2(5), FRAME_NS + DAY_NS), None),
         ('{"recv_ns":-5,"conn":"c1","event":"open"}', "recv_ns out of range: -5 is before 2010-01-01"),
         ('{"recv_ns":1786309548300000000,"conn":"c1","event":"close"}', None),
@@ -211,8 +211,23 @@ def test_absurd_recv_ns_is_quarantined_with_a_reason(tmp_path: Path, allow_direc
     q = [json.loads(x) for x in (tmp_path / "store" / "_quarantine" / f"{STEM}.jsonl").read_text().splitlines()]
     bad = [(i + 1, reason) for i, (_, reason) in enumerate(lines) if reason is not None]
     assert [(r["line"], r["reason"][: len(reason)]) for r, (_, reason) in zip(q, bad, strict=True)] == bad
-    assert (res.lines, res.invalid, res.invalid_reasons) == (len(lines), 5, {"recv_ns out of range": 5})
+    assert (res.lines, res.invalid, res.invalid_reasons) == (len(lines), 4, {"recv_ns out of range": 4})
+    assert res.recv_ahead == 1
     l2_table = pq.read_table(tmp_path / "store" / "l2" / "date=2026-08-09" / f"{STEM}.parquet")
-    assert l2_table.column("seq").to_pylist() == [0, 5, 8]
+    assert l2_table.column("seq").to_pylist() == [0, 4, 5, 8]
     events = pq.read_table(tmp_path / "store" / "events" / "date=2026-08-09" / f"{STEM}.parquet")
     assert events.column("event").to_pylist() == ["close"]
+
+
+def test_recv_ahead_is_a_counted_warning_in_the_run_summary(tmp_path: Path) -> None:
+    """A frame received over a day after its timestamp is converted, and the run says so (note, count)."""
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [l2(0), _with_recv(l2(1), FRAME_NS + 3 * DAY_NS), _with_recv(l2(2), FRAME_NS + 2 * DAY_NS)])
+    cfg = Config()
+    cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=src.parent, parquet_dir=tmp_path / "store"))
+    summary = run_convert(cfg)
+    summary.check()
+    assert (summary.rows["l2"], summary.invalid, summary.recv_ahead) == (3, 0, 2)
+    assert summary.to_json()["recv_ahead"] == 2 and summary.to_json()["segments"][0]["recv_ahead"] == 2
+    assert summary.notes == [f"{STEM}.jsonl: 2 frame(s) received more than a day after their own timestamp "
+                             "(a wrong clock, or a feed replaying past times); converted"]

@@ -61,16 +61,8 @@ def frames(draw: st.DrawFn) -> dict[str, Any]:
     return {"channel": kind, "timestamp": format_rfc3339_ns(draw(times)), "events": events}
 
 
-@st.composite
-def records_of(draw: st.DrawFn) -> tuple[dict[str, Any], bool, int, str]:
-    """A frame, whether it is wrapped, its recv_ns (up to a day after the frame's timestamp: later ones
-    are quarantined) and its connection."""
-    frame = draw(frames())
-    recv = ns(frame["timestamp"]) + draw(st.integers(min_value=-10**12, max_value=86_400 * 10**9))
-    return frame, draw(st.booleans()), recv, draw(st.sampled_from(["a-1", "b-2"]))
-
-
-records = st.lists(records_of(), min_size=1, max_size=12)
+records = st.lists(st.tuples(frames(), st.booleans(), times, st.sampled_from(["a-1", "b-2"])), min_size=1,
+                   max_size=12)
 
 
 def ns(text: str) -> int:
