@@ -19,7 +19,7 @@ JSON_KEYS = {"raw_dir", "parquet_dir", "csv_dir", "engine", "engine_reason", "se
              "skipped", "failed", "rows", "lines", "invalid", "truncated", "max_invalid", "too_many_invalid",
              "input_bytes", "seconds", "rows_per_s", "l2_rows_per_s", "mb_per_s", "segments", "failures", "notes",
              "engines", "gpu_memory", "lines_total", "quarantined_total", "quarantine_files", "quarantined",
-             "up_to_date"}
+             "up_to_date", "recv_ahead"}
 
 
 def raw_dir(tmp_path: Path, suffix: str = ".jsonl", n_lines: int = 200) -> Path:
