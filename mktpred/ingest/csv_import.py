@@ -401,7 +401,7 @@ def _entry(r: CsvFileResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="csv", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, outputs=list(r.outputs), engine=ENGINE, mktpred_version=__version__,
-        csv_format=r.csv_format)
+        csv_format=r.csv_format, quarantine=r.quarantine or "")
 
 
 def run_csv2parquet(

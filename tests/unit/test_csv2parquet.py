@@ -407,3 +407,5 @@ def test_csv_line_longer_than_duckdb_reads_is_quarantined_not_dropped(tmp_path: 
     assert rec["line"] == 3
     assert rec["reason"].startswith("line too long: 34,000,0")
     assert rec["text"].startswith("binance,btcusdt,") and len(rec["text"]) == 1000
+    (entry,) = Manifest.load(tmp_path / "store").entries.values()
+    assert (entry.lines, entry.invalid, entry.quarantine) == (4, 1, f"_quarantine/{qfile.name}")
