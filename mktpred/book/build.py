@@ -21,12 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from mktpred import __version__
 from mktpred.book.gaps import GapIndex, load_conn_spans, load_gaps
 from mktpred.book.replay import Replayer, ReplayStats
 from mktpred.book.table import BOOK_TABLE, MAX_DEPTH, BookChunk, book_schema, format_duration
 from mktpred.coinbase.timestamps import format_iso_ns
-from mktpred.errors import UsageError
+from mktpred.errors import DataError, UsageError
 from mktpred.naming import safe_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
 from mktpred.store.manifest import SourceEntry
@@ -178,6 +180,8 @@ def build_book(parquet_dir: str | Path, *, depth: int = 10, interval_ns: int | N
     lo, hi = to_ns(start), to_ns(end)
     if lo is not None and hi is not None and hi <= lo:
         raise UsageError("--end must be after --start", where="--end")
+    for table in _INPUT_TABLES:  # every day up to --end may be replayed
+        store.check_files(table, None, hi)
     known = store.products("l2")
     if products:
         unknown = [p for p in products if p not in known]
@@ -236,6 +240,10 @@ def build_book(parquet_dir: str | Path, *, depth: int = 10, interval_ns: int | N
                 state["rows"] += batch.n_rows
             stats = rep.finish()
             rows = writer.close()
+        except pa.ArrowException as exc:  # a damaged data page (the footers were checked up front)
+            writer.abort()
+            raise DataError(f"cannot read the store's l2 table: {str(exc).strip().splitlines()[0]}",
+                            where=str(store.root)) from None
         except BaseException:
             writer.abort()
             raise

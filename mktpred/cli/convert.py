@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
 from mktpred.cli.output import Terminal
 from mktpred.config import load_config
+
+if TYPE_CHECKING:
+    from mktpred.convert.runner import ConvertSummary
 
 
 @command("convert")
@@ -64,8 +67,26 @@ def convert_command(
             ("segments converted", summary.converted), ("segments skipped", summary.skipped),
             ("segments failed", summary.failed),
             *((f"rows {t}", f"{n:,}") for t, n in summary.rows.items()),
-            ("invalid lines", f"{summary.invalid:,} (allowed {summary.max_invalid:,})"),
+            ("invalid lines (this run)", f"{summary.invalid:,}"),
+            ("quarantined (all runs)", f"{summary.quarantined_total:,} of {summary.lines_total:,} lines "
+                                       f"(allowed {summary.max_invalid:,})"),
             ("truncated lines", summary.truncated), ("seconds", f"{summary.seconds:.2f}"),
             ("rows/s", f"{doc['rows_per_s']:,}"), ("MB/s", doc["mb_per_s"]),
         ])
+        term.info(_summary_line(summary))
     summary.check()
+
+
+def _summary_line(s: ConvertSummary) -> str:
+    """One line: what was done, where it went, and what the quarantine holds (also on a re-run)."""
+    if s.up_to_date:
+        head = f"convert: up to date ({s.skipped} segment(s) unchanged since converted)"
+    else:
+        head = f"convert: {s.converted} segment(s) converted, {s.skipped} unchanged, {s.failed} failed"
+    line = f"{head}; store {s.parquet_dir}"
+    if s.quarantined_total:
+        files = s.quarantine_files
+        line += (f"; {s.quarantined_total:,} line(s) quarantined from {len(s.quarantined)} segment(s) in "
+                 f"{Path(s.parquet_dir) / '_quarantine'}" + (f" ({files[0]}{', ...' if len(files) > 1 else ''})"
+                                                             if files else ""))
+    return line

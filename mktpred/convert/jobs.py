@@ -25,6 +25,9 @@ class SegmentJob:
     chunk_bytes: int = 64 * 2**20  #: input bytes per chunk on the careful path
     csv_dir: str | None = None  #: also write CSV there
     staging_dir: str | None = None  #: scratch space (default: ``<store>/_staging``)
+    #: the stem of the output files (default: the segment's stem); the driver picks another when a
+    #: segment of the same name from another folder already owns it (:func:`output_stem`)
+    out_stem: str | None = None
 
 
 @dataclass
@@ -49,6 +52,10 @@ class SegmentResult:
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     #: what the engine reported for this segment (a CPU fallback and its reason, out-of-memory retries)
     engine_notes: list[str] = field(default_factory=list)
+    quarantine: str | None = None  #: its quarantine file, relative to the store root (None: no bad line)
+    #: frames converted although received more than a day after their own timestamp (a wrong
+    #: clock, or a feed replaying past times such as ``mktpred simulate --start``)
+    recv_ahead: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -34,6 +34,22 @@ _EVENT_COLUMNS = ("recv_ns", "conn", "event", "expected", "got")
 _ZONE = re.compile(r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
+#: the earliest plausible ``recv_ns``: 2010-01-01T00:00:00Z (Coinbase did not exist before; a
+#: smaller value is a broken clock or a corrupted record, not market data)
+MIN_RECV_NS = 1_262_304_000 * 1_000_000_000
+#: a frame received more than this after its own ``timestamp`` is converted but counted
+#: (``recv_ahead``): a wrong clock -- or a feed replaying past times, as ``mktpred simulate`` does
+#: with ``--start``, which is why it is not quarantined
+MAX_RECV_AHEAD_NS = 86_400 * 1_000_000_000
+RECV_REASON = "recv_ns out of range"
+
+
+def check_recv(recv: int) -> None:
+    """Raise :class:`BadRecord` for a ``recv_ns`` before 2010 (negative and zero included)."""
+    if recv < MIN_RECV_NS:
+        raise BadRecord(f"{RECV_REASON}: {recv} is before 2010-01-01")
+
+
 class BadRecord(ValueError):
     """A line that cannot become table rows; the message is the quarantine reason."""
 
@@ -172,6 +188,8 @@ def check_line(line: bytes) -> str | None:
         else:
             frame = obj
         _check_frame(frame, recv is not None)
+        if recv is not None:
+            check_recv(recv)
     except BadRecord as exc:
         return str(exc)
     return None
@@ -181,6 +199,7 @@ def _event_row(obj: dict[str, Any]) -> dict[str, Any]:
     recv, conn, name = obj.get("recv_ns"), obj.get("conn"), obj.get("event")
     if isinstance(recv, bool) or not isinstance(recv, int):
         raise BadRecord("event record has no integer recv_ns")
+    check_recv(recv)
     if not isinstance(conn, str) or not isinstance(name, str):
         raise BadRecord("event record has no conn or event name")
     expected, got = obj.get("expected"), obj.get("got")

@@ -10,6 +10,7 @@ converts the rest.  Each segment's result names the engine that actually convert
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 from collections.abc import Callable, Generator
@@ -32,8 +33,8 @@ from mktpred.errors import (
 )
 from mktpred.naming import PART_SUFFIX, SEALED_SUFFIXES, Segment, discover, split_name
 from mktpred.progress import Progress, ProgressCallback, no_progress
-from mktpred.store.layout import STAGING_DIR
-from mktpred.store.manifest import SourceEntry
+from mktpred.store.layout import QUARANTINE_DIR, STAGING_DIR
+from mktpred.store.manifest import Manifest, SourceEntry
 from mktpred.store.schemas import TABLE_SCHEMAS
 from mktpred.store.session import StoreSession, ensure_writable
 
@@ -68,6 +69,28 @@ class ConvertSummary(RunSummary):
     notes: list[str] = field(default_factory=list)
     #: segments converted per engine that actually ran ("cpu", "gpu", "gpu+cpu")
     engines: dict[str, int] = field(default_factory=dict)
+    #: from the manifest after the run, over every segment found (converted now or before): lines
+    #: read and lines quarantined; ``--max-invalid`` applies to these, so a re-run that converts
+    #: nothing still says what is quarantined and still fails while too much is
+    lines_total: int = 0
+    quarantined_total: int = 0
+    #: frames converted this run although received more than a day after their own timestamp
+    recv_ahead: int = 0
+    #: per segment with quarantined lines: source, invalid count, quarantine file (relative to the store)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counted_invalid(self) -> int:
+        return self.quarantined_total
+
+    @property
+    def quarantine_files(self) -> list[str]:
+        return [q["quarantine"] for q in self.quarantined if q["quarantine"]]
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing to do: every segment found was converted before and is unchanged."""
+        return self.segments_found > 0 and self.skipped == self.segments_found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,7 +99,11 @@ class ConvertSummary(RunSummary):
             "segments_found": self.segments_found, "converted": self.converted, "skipped": self.skipped,
             "failed": self.failed, "rows": dict(self.rows), "lines": self.lines, "invalid": self.invalid,
             "truncated": self.truncated, "max_invalid": self.max_invalid,
-            "too_many_invalid": self.too_many_invalid, "input_bytes": self.input_bytes,
+            "too_many_invalid": self.too_many_invalid, "lines_total": self.lines_total,
+            "quarantined_total": self.quarantined_total, "quarantine_files": self.quarantine_files,
+            "quarantined": [dict(q) for q in self.quarantined], "up_to_date": self.up_to_date,
+            "recv_ahead": self.recv_ahead,
+            "input_bytes": self.input_bytes,
             "seconds": round(self.seconds, 3), "rows_per_s": self.per_second(self.total_rows),
             "l2_rows_per_s": self.per_second(self.rows.get("l2", 0)),
             "mb_per_s": self.mb_per_s,
@@ -84,7 +111,7 @@ class ConvertSummary(RunSummary):
                 {"source": r.source, "rows": r.rows, "lines": r.lines, "invalid": r.invalid,
                  "truncated": r.truncated, "outputs": r.outputs, "csv_outputs": r.csv_outputs,
                  "seconds": r.seconds, "mode": r.mode, "invalid_reasons": r.invalid_reasons,
-                 "engine": r.engine, "engine_notes": r.engine_notes}
+                 "engine": r.engine, "engine_notes": r.engine_notes, "recv_ahead": r.recv_ahead}
                 for r in self.segments
             ],
             "failures": self.failures_json(),
@@ -117,15 +144,52 @@ def _entry(r: SegmentResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="raw", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, truncated=r.truncated, outputs=list(r.outputs), engine=r.engine,
-        mktpred_version=__version__, partial=r.partial,
+        mktpred_version=__version__, partial=r.partial, quarantine=r.quarantine or "", stem=r.stem,
     )
 
 
+def entry_stem(entry: SourceEntry) -> str:
+    """The stem of an entry's output files."""
+    if entry.stem:
+        return entry.stem
+    parts = split_name(Path(entry.source).name)
+    return parts[0] if parts is not None else Path(entry.source).name
+
+
+def own_keys(manifest: Manifest, path: Path) -> list[str]:
+    """Manifest keys of the source at ``path``: its own key, the files of its stem in its folder
+    (a ``.part`` now sealed, an archived copy) and the entry of its moved folder (:meth:`Manifest.get`)."""
+    parts = split_name(path.name)
+    stem = parts[0] if parts is not None else path.name
+    keys = [key for key, e in manifest.entries.items()
+            if e.kind == "raw" and Path(key).parent == path.parent
+            and (p := split_name(Path(key).name)) is not None and p[0] == stem]
+    moved = manifest.get(path)
+    if moved is not None and moved.source not in keys:
+        keys.append(moved.source)
+    return keys
+
+
+def output_stem(manifest: Manifest, path: Path) -> str:
+    """The stem of the output files of the segment at ``path``: the one its entries already have;
+    else its own stem, unless a segment of the same name from another folder owns that (two
+    recorders both open ``coinbase_<day>T000000Z.jsonl`` at midnight): then ``<stem>_<8 hex of its
+    folder>``, so distinct sources never overwrite each other's files."""
+    own = own_keys(manifest, path)
+    for key in own:
+        return entry_stem(manifest.entries[key])
+    parts = split_name(path.name)
+    stem = parts[0] if parts is not None else path.name
+    taken = {entry_stem(e) for key, e in manifest.entries.items() if key not in own}
+    if stem not in taken:
+        return stem
+    folder = hashlib.blake2b(str(path.parent).encode(), digest_size=4).hexdigest()
+    return f"{stem}_{folder}"
+
+
 def _record(session: StoreSession, r: SegmentResult) -> None:
-    """Commit ``r``; it replaces entries of other files of the same stem (``.part`` -> sealed)."""
-    same_stem = [key for key in session.manifest.entries
-                 if (parts := split_name(Path(key).name)) is not None and parts[0] == r.stem]
-    session.commit(_entry(r), replaces=same_stem)
+    """Commit ``r``; it replaces the other entries of its source (``.part`` -> sealed, a moved folder)."""
+    session.commit(_entry(r), replaces=own_keys(session.manifest, Path(r.source)))
 
 
 def run_convert(
@@ -167,7 +231,8 @@ def run_convert(
         todo = [s for s in segments if force or not _up_to_date(session, s, csv_dir)]
         summary.skipped = len(segments) - len(todo)
         jobs = [SegmentJob(source=str(s.path), store_root=str(root), engine=name, config=cfg,
-                           cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None)
+                           cpu_fallback=requested == "auto", csv_dir=str(csv_dir) if csv_dir else None,
+                           out_stem=output_stem(session.manifest, s.path))
                 for s in todo]
         total_bytes = sum(s.size for s in todo)
         state = {"files": 0, "bytes": 0, "rows": 0}
@@ -224,11 +289,33 @@ def run_convert(
         summary.invalid += r.invalid
         summary.truncated += r.truncated
         summary.input_bytes += r.size
+        summary.recv_ahead += r.recv_ahead
+        if r.recv_ahead:
+            summary.notes.append(f"{Path(r.source).name}: {r.recv_ahead:,} frame(s) received more than a day after "
+                                 f"their own timestamp (a wrong clock, or a feed replaying past times); converted")
     summary.failed = len(summary.failures)
+    assert session is not None  # opened, or the run raised before here
+    _tally_quarantine(summary, root, session.manifest, segments)
     summary.max_invalid = max_invalid if max_invalid is not None \
-        else int(cfg.convert.max_invalid_fraction * summary.lines)
+        else int(cfg.convert.max_invalid_fraction * summary.lines_total)
     summary.seconds = clock() - t0
     return summary
+
+
+def _tally_quarantine(summary: ConvertSummary, root: Path, manifest: Manifest, segments: list[Segment]) -> None:
+    """Lines read and quarantined per segment found, from the manifest (this run's and earlier runs')."""
+    for seg in segments:
+        e = manifest.get(seg.path)
+        if e is None:
+            continue
+        summary.lines_total += e.lines
+        if not e.invalid:
+            continue
+        summary.quarantined_total += e.invalid
+        # entries written before the field: the quarantine file is named by the output stem
+        rel = e.quarantine or f"{QUARANTINE_DIR}/{entry_stem(e)}.jsonl"
+        summary.quarantined.append({"source": str(seg.path), "invalid": e.invalid,
+                                    "quarantine": rel if (root / rel).is_file() else ""})
 
 
 def _dask_engine(requested: str) -> tuple[str, str]:

@@ -27,12 +27,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import zstandard
 
 from mktpred.convert.engine import ENGINE_TABLES, EVENT, ConversionEngine, EngineBatch, EngineRejected
 from mktpred.convert.factory import make_engine
 from mktpred.convert.jobs import SegmentJob, SegmentResult
-from mktpred.convert.records import BadRecord, check_line, event_row
+from mktpred.convert.records import (
+    MAX_RECV_AHEAD_NS,
+    MIN_RECV_NS,
+    RECV_REASON,
+    BadRecord,
+    check_line,
+    event_row,
+)
 from mktpred.convert.segments import LineChunk, ReadStats, fetch_lines, hash_and_count, iter_chunks
 from mktpred.errors import DataError, EngineFailed, OutputNotWritable, RuntimeFailure, UsageError
 from mktpred.naming import Segment, split_name
@@ -120,6 +128,19 @@ def check_tables(tables: dict[str, pa.Table]) -> None:
         for col in REQUIRED_COLUMNS[name]:
             if table.column(col).null_count:
                 raise EngineRejected(f"{name}.{col} is missing in some rows")
+        if "recv_time" in table.schema.names and table.num_rows:
+            # engines convert any integer; the careful path quarantines these lines (check_recv)
+            if pc.any(pc.less(table.column("recv_time").cast(pa.int64()), MIN_RECV_NS)).as_py():
+                raise EngineRejected(f"{name}: {RECV_REASON}")
+
+
+def count_recv_ahead(messages: pa.Table) -> int:
+    """Frames (``messages`` rows) received more than a day after their own timestamp."""
+    if not messages.num_rows:
+        return 0
+    recv = messages.column("recv_time").cast(pa.int64())
+    limit = pc.add(messages.column("time").cast(pa.int64()), MAX_RECV_AHEAD_NS)
+    return int(pc.sum(pc.greater(recv, limit)).as_py() or 0)
 
 
 def segment_of(path: Path) -> Segment:
@@ -142,6 +163,7 @@ class _Sink:
         self.events: list[dict[str, object]] = []
         #: rows handed to the writer so far (progress during a segment; the result counts the writer's)
         self.rows = 0
+        self.recv_ahead = 0  #: frames received more than a day after their timestamp
 
     def tables(self, tables: dict[str, pa.Table]) -> None:
         for name in ENGINE_TABLES:
@@ -149,6 +171,8 @@ class _Sink:
             if t is not None and t.num_rows:
                 self.writer.write(name, t)
                 self.rows += t.num_rows
+                if name == "messages":
+                    self.recv_ahead += count_recv_ahead(t)
 
     def special(self, line: int, kind: str, text: bytes) -> None:
         if kind == EVENT:
@@ -305,15 +329,17 @@ class SegmentConverter:
 def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *, chunk_bytes: int,
                 compression: str, compression_level: int, row_group_rows: int, staging_root: Path,
                 csv_dir: Path | None = None, on_bytes: BytesCallback | None = None,
-                allow_direct: bool = True) -> SegmentResult:
-    """Convert ``segment`` into the store with ``engine`` (outputs committed on success).
+                allow_direct: bool = True, out_stem: str | None = None) -> SegmentResult:
+    """Convert ``segment`` into the store with ``engine`` (outputs committed on success), as files
+    named ``out_stem`` (default: the segment's stem).
 
     ``allow_direct=False`` always takes the chunked path (tests use it to compare the paths)."""
     t0 = time.perf_counter()
-    writer = PartitionedWriter(store_root, segment.stem, compression=compression,
+    stem = out_stem or segment.stem
+    writer = PartitionedWriter(store_root, stem, compression=compression,
                                compression_level=compression_level, row_group_rows=row_group_rows)
-    quarantine = Quarantine(store_root, segment.stem, segment.path.name)
-    staging = staging_root / f"{segment.stem}.{os.getpid()}"
+    quarantine = Quarantine(store_root, stem, segment.path.name)
+    staging = staging_root / f"{stem}.{os.getpid()}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -333,13 +359,14 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
                 quarantine.abort()
                 sink.events.clear()
                 sink.rows = 0
+                sink.recv_ahead = 0
                 stats = None
         if stats is None:
             conv.mode = "chunked"
             stats = conv.chunked()
         sink.finish()
         outputs = writer.commit()
-        quarantine.commit()
+        quarantined = quarantine.commit()
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         writer.abort()
         quarantine.abort()
@@ -360,10 +387,11 @@ def convert_one(segment: Segment, engine: ConversionEngine, store_root: Path, *,
         csv_outputs = export_csv(store_root, outputs, csv_dir)
     rows = {t: writer.rows.get(t, 0) for t in TABLE_SCHEMAS}
     return SegmentResult(
-        source=str(segment.path), stem=segment.stem, size=segment.size, mtime_ns=segment.mtime_ns,
+        source=str(segment.path), stem=stem, size=segment.size, mtime_ns=segment.mtime_ns,
         hash=stats.hash, rows=rows, lines=stats.lines, invalid=quarantine.count, truncated=stats.truncated,
         outputs=outputs, csv_outputs=csv_outputs, engine=engine.name, partial=segment.partial,
         seconds=round(time.perf_counter() - t0, 3), mode=conv.mode, invalid_reasons=dict(quarantine.reasons),
+        quarantine=quarantined, recv_ahead=sink.recv_ahead,
     )
 
 
@@ -381,7 +409,7 @@ def run_job(job: SegmentJob, engine: ConversionEngine | None = None,
             compression=cc.compression, compression_level=cc.compression_level,
             row_group_rows=cc.chunk_rows,
             staging_root=Path(job.staging_dir) if job.staging_dir else store / "_staging",
-            csv_dir=Path(job.csv_dir) if job.csv_dir else None, on_bytes=on_bytes,
+            csv_dir=Path(job.csv_dir) if job.csv_dir else None, on_bytes=on_bytes, out_stem=job.out_stem,
         )
         usage = eng.take_usage()
         result.engine = usage.label  # the engine that actually ran (a GPU engine may have fallen back)

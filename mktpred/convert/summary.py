@@ -42,8 +42,13 @@ class RunSummary:
         return sum(self.rows.values())
 
     @property
+    def counted_invalid(self) -> int:
+        """The quarantined lines ``max_invalid`` is held against (``convert``: every run's)."""
+        return self.invalid
+
+    @property
     def too_many_invalid(self) -> bool:
-        return self.invalid > self.max_invalid
+        return self.counted_invalid > self.max_invalid
 
     def per_second(self, count: float) -> int:
         """``count`` over the run's seconds, rounded (a run of 0 s counts as 1 ns)."""
@@ -64,5 +69,5 @@ class RunSummary:
             raise err(f"{len(self.failures)} {self.failed_what}; first: {worst.error}", where=worst.source)
         if self.too_many_invalid:
             raise TooManyInvalidLines(
-                f"{self.invalid} {self.invalid_what} quarantined, more than the {self.max_invalid} allowed "
+                f"{self.counted_invalid} {self.invalid_what} quarantined, more than the {self.max_invalid} allowed "
                 f"(--max-invalid)", where=str(Path(self.parquet_dir) / "_quarantine"))

@@ -49,8 +49,11 @@ from mktpred.ingest.csv_read import (
     CSV_SUFFIXES,
     MAX_BAD_ROWS,
     DuckScan,
+    LineCount,
     Located,
+    Reject,
     bytes_per_line,
+    count_lines,
     locate_rows,
     read_header,
     strip_csv_suffix,
@@ -310,6 +313,29 @@ def _writer_for(plan: FilePlan, root: Path, settings: WriteSettings) -> TableWri
                              schemas={lay.table: lay.schema}, date_columns=(lay.date_column,))
 
 
+def _hash_and_count(path: Path) -> tuple[str, LineCount]:
+    """The content hash and the independent line count, in the background while DuckDB reads."""
+    return file_hash(path), count_lines(path)
+
+
+def _unseen_lines(counted: LineCount, path: Path, rows_read: int, rejects: list[Reject], *,
+                  single_line_rows: bool) -> dict[int, tuple[str, str]]:
+    """Lines DuckDB neither returned nor rejected (longer than its read buffer), by line number:
+    ``(reason, first characters)``.  Raises :class:`DataError` when the count of lines cannot be
+    explained that way, so no line is ever lost without a word.  A generic CSV may have values
+    spanning lines, so there a row is not a line and only fewer lines than rows would be wrong."""
+    accounted = 1 + rows_read + len(rejects)
+    if counted.lines == accounted or (not single_line_rows and counted.lines > accounted):
+        return {}
+    rejected = {r.line for r in rejects}
+    unseen = {line: (f"line too long: {size:,} bytes, more than the CSV reader reads", text)
+              for line, (size, text) in counted.long_lines.items() if line not in rejected}
+    if counted.lines != accounted + len(unseen):
+        raise DataError(f"the CSV reader accounted for {accounted:,} of {counted.lines:,} non-blank lines "
+                        f"and the difference cannot be told apart", where=str(path))
+    return unseen
+
+
 def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSettings(), *,
                  on_progress: Callable[[int, int], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> CsvFileResult:
@@ -327,7 +353,7 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
     drops: list[tuple[int, str]] = []
     rows_read = 0
     with ThreadPoolExecutor(1, thread_name_prefix="mktpred-hash") as pool:
-        hashed = pool.submit(file_hash, plan.path)
+        hashed = pool.submit(_hash_and_count, plan.path)
         try:
             for batch in scan.batches():
                 table, dropped = lay.convert(batch)
@@ -340,17 +366,20 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
                 if on_progress is not None:
                     on_progress(min(plan.size - 1, int(rows_read * per_line)), sum(writer.rows.values()))
             rejects = scan.rejects()
+            digest, counted = hashed.result()
+            unseen = _unseen_lines(counted, plan.path, rows_read, rejects,
+                                   single_line_rows=scan.spec.single_line_rows)
             located: dict[int, Located] = {}
             if drops:
-                located = locate_rows(plan.path, [k for k, _ in drops], [r.line for r in rejects],
+                located = locate_rows(plan.path, [k for k, _ in drops], [r.line for r in rejects] + list(unseen),
                                       rows_expected=rows_read)
             bad = [(r.line, r.reason, r.text) for r in rejects]
+            bad += [(line, reason, text) for line, (reason, text) in unseen.items()]
             bad += [(located[k].line or 0, reason, located[k].text) for k, reason in drops]
             for line, reason, text in sorted(bad, key=lambda b: b[0]):
                 quarantine.add(line, reason, text.encode("utf-8", errors="replace"))
             outputs = writer.commit()
             q_rel = quarantine.commit()
-            digest = hashed.result()
         except BaseException:
             writer.abort()
             quarantine.abort()
@@ -362,7 +391,7 @@ def convert_file(plan: FilePlan, root: Path, settings: WriteSettings = WriteSett
     rows = dict(writer.rows) or {lay.table: 0}
     return CsvFileResult(
         source=str(plan.path), size=plan.size, mtime_ns=plan.mtime_ns, hash=digest, csv_format=lay.key,
-        table=lay.table, rows=rows, lines=1 + rows_read + len(rejects), invalid=quarantine.count,
+        table=lay.table, rows=rows, lines=1 + rows_read + len(rejects) + len(unseen), invalid=quarantine.count,
         outputs=outputs, quarantine=q_rel, seconds=round(clock() - t0, 3), invalid_reasons=dict(quarantine.reasons))
 
 
@@ -372,7 +401,7 @@ def _entry(r: CsvFileResult) -> SourceEntry:
     return SourceEntry(
         source=r.source, kind="csv", size=r.size, mtime_ns=r.mtime_ns, hash=r.hash, rows=dict(r.rows),
         lines=r.lines, invalid=r.invalid, outputs=list(r.outputs), engine=ENGINE, mktpred_version=__version__,
-        csv_format=r.csv_format)
+        csv_format=r.csv_format, quarantine=r.quarantine or "")
 
 
 def run_csv2parquet(

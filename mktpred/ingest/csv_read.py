@@ -199,6 +199,68 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+#: a line at least this long is remembered by :func:`count_lines` (DuckDB may drop such lines unseen)
+LONG_LINE = 1 << 20
+#: how much of a line too long to read is kept in the quarantine
+LONG_LINE_TEXT = 1000
+
+
+@dataclass(frozen=True)
+class LineCount:
+    """What :func:`count_lines` found: every non-blank line, and the long ones."""
+
+    lines: int  #: non-blank physical lines, the header included
+    long_lines: dict[int, tuple[int, str]]  #: line number -> (bytes, its first LONG_LINE_TEXT characters)
+
+
+def count_lines(path: Path) -> LineCount:
+    """Count the non-blank lines of the (decompressed) file, and note every line of at least
+    :data:`LONG_LINE` bytes, independently of DuckDB: a line longer than its read buffer (about
+    32 MB) is dropped by DuckDB without a reject record, so the import checks its count against
+    this one and quarantines what DuckDB never saw (issue 19: every input line is accounted for)."""
+    lines = line_base = 0
+    long_lines: dict[int, tuple[int, str]] = {}
+    carry_len = 0  # bytes of the unfinished line carried over from earlier chunks
+    carry_head = b""  # its first bytes (enough to tell blank from not, and to quote it)
+    with open_decompressed(path) as fh:
+        while True:
+            chunk = fh.read(_LOCATE_CHUNK)
+            eof = not chunk
+            if eof:
+                if carry_len:
+                    chunk = b"\n"  # a last line without a newline
+                else:
+                    break
+            arr = np.frombuffer(chunk, dtype=np.uint8)
+            nl = np.flatnonzero(arr == 10)
+            if nl.size == 0:
+                if carry_len < LONG_LINE_TEXT * 4:
+                    carry_head += chunk[: LONG_LINE_TEXT * 4]
+                carry_len += len(chunk)
+                continue
+            starts = np.empty_like(nl)
+            starts[0] = 0
+            starts[1:] = nl[:-1] + 1
+            length = nl - starts
+            length[0] += carry_len
+            first = arr[starts]
+            if carry_len:
+                first[0] = carry_head[0]
+            blank = (length == 0) | ((length == 1) & (first == 13))
+            lines += int((~blank).sum())
+            for i in np.flatnonzero(length >= LONG_LINE).tolist():
+                head = (carry_head + chunk[: min(int(nl[0]), LONG_LINE_TEXT * 4)]) if i == 0 and carry_len else \
+                    chunk[int(starts[i]): int(starts[i]) + LONG_LINE_TEXT * 4]
+                text = head.decode("utf-8", errors="replace")[:LONG_LINE_TEXT]
+                long_lines[line_base + 1 + i] = (int(length[i]), text)
+            line_base += nl.size
+            rest = chunk[int(nl[-1]) + 1:]
+            carry_len, carry_head = len(rest), rest[: LONG_LINE_TEXT * 4]
+            if eof:
+                break
+    return LineCount(lines, long_lines)
+
+
 @dataclass(frozen=True)
 class Located:
     line: int | None  #: physical 1-based line, None when the file's rows could not be matched to lines

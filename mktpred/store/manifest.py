@@ -40,6 +40,9 @@ class SourceEntry:
     converted_at: str = ""  #: ISO-8601 UTC
     partial: bool = False  #: converted from a ``.part`` segment (--include-latest)
     csv_format: str = ""  #: csv2parquet: how the CSV file was read (``tardis:trades``, ...); "" for raw segments
+    quarantine: str = ""  #: the source's quarantine file, relative to the store root ("" when none)
+    #: the stem of its output files ("": the source's own stem, as every entry before this field had)
+    stem: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceEntry:
@@ -73,27 +76,48 @@ class Manifest:
         tmp = path.with_name(path.name + ".tmp")
         doc = {"version": MANIFEST_VERSION,
                "sources": {k: asdict(v) for k, v in sorted(self.entries.items())}}
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            # a full disk (ENOSPC) or an interrupt: the old manifest stays, and no half copy beside it
+            tmp.unlink(missing_ok=True)
+            raise
 
     def get(self, source: Path) -> SourceEntry | None:
-        """The entry of ``source``; a raw segment whose folder moved is found by its file name
-        (segment names are unique UTC timestamps), so moving a data directory does not make every
-        segment look unconverted."""
+        """The entry of ``source``; a raw segment whose folder moved is found by its file name, so
+        moving a data directory does not make every segment look unconverted.  Only an entry whose
+        own file is gone counts as moved: two recorders' segments share a name (both open
+        ``coinbase_<day>T000000Z.jsonl`` at midnight) and are different sources, and so is a segment
+        of the same name converted after the first one's folder was deleted: the file must also have
+        the entry's size and its mtime or content hash."""
         entry = self.entries.get(str(source.resolve()))
         if entry is not None:
             return entry
-        same_name = [e for e in self.entries.values() if e.kind == "raw" and Path(e.source).name == source.name]
-        return same_name[0] if len(same_name) == 1 else None
+        same_name = [e for e in self.entries.values()
+                     if e.kind == "raw" and Path(e.source).name == source.name and not Path(e.source).exists()]
+        if len(same_name) != 1 or not _same_content(same_name[0], source):
+            return None
+        return same_name[0]
 
     def put(self, entry: SourceEntry) -> None:
         self.entries[entry.source] = entry
 
     def remove(self, source: Path) -> SourceEntry | None:
         return self.entries.pop(str(source.resolve()), None)
+
+
+def _same_content(entry: SourceEntry, source: Path) -> bool:
+    try:
+        st = source.stat()
+    except OSError:
+        return False
+    if st.st_size != entry.size:
+        return False
+    return st.st_mtime_ns == entry.mtime_ns or (bool(entry.hash) and file_hash(source) == entry.hash)
 
 
 def file_hash(path: Path) -> str:

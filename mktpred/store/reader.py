@@ -186,6 +186,26 @@ class Store:
             out.extend(sorted((p for p in part.glob("*.parquet") if p.is_file()), key=_file_order))
         return out
 
+    def check_files(self, table: str, start: TimeLike = None, end: TimeLike = None) -> None:
+        """Raise :class:`DataError` naming the first file of ``table`` in range that is not a readable
+        Parquet file (empty, truncated, not Parquet) or lacks a column of the table's contract (a
+        foreign file dropped into the store), so readers fail with one line instead of deep in Arrow."""
+        import pyarrow.parquet as pq
+
+        want = TABLE_SCHEMAS.get(table)
+        for f in self.files(table, start, end):
+            rel = f.relative_to(self.root).as_posix()
+            try:
+                schema = pq.read_schema(f)
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"{rel} is not a readable Parquet file: {_first_line(exc)}",
+                                where=str(self.root)) from None
+            if want is not None:
+                missing = [n for n in want.names if n not in schema.names]
+                if missing:
+                    raise DataError(f"{rel} is not a {table} file: no column {', '.join(missing[:5])}"
+                                    f"{' ...' if len(missing) > 5 else ''}", where=str(self.root))
+
     def schema(self, table: str) -> pa.Schema | None:
         """The contract schema for the tables ``convert`` writes; else the first file's schema."""
         if table in TABLE_SCHEMAS:
@@ -374,6 +394,11 @@ def open_store(root: str | Path) -> Store:
     if not path.is_dir():
         raise UsageError(f"no Parquet store at {path}", where="--parquet-dir")
     return Store(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _sql_str(text: str) -> str:

@@ -113,3 +113,78 @@ def test_help_has_an_example() -> None:
     result = runner.invoke(app, ["book", "--help"])
     assert result.exit_code == 0
     assert "Example: mktpred book" in result.stdout and "--every-update" in result.stdout
+
+
+def _break(store: Path, how: str) -> str:
+    """Damage ``store`` one way; returns the file named in the expected error."""
+    from mktpred.store.schemas import TABLE_SCHEMAS as SCHEMAS
+
+    l2 = store / "l2" / "date=2026-08-09" / "seg.parquet"
+    if how == "truncated":
+        l2.write_bytes(l2.read_bytes()[:300])
+        return "l2/date=2026-08-09/seg.parquet is not a readable Parquet file: Parquet magic bytes not found"
+    if how == "foreign":
+        pq.write_table(pa.table({"x": [1, 2]}), l2.with_name("other.parquet"))
+        return "l2/date=2026-08-09/other.parquet is not a l2 file: no column recv_time, time, event_time"
+    if how == "empty-messages":
+        d = store / "messages" / "date=2026-08-09"
+        d.mkdir(parents=True)
+        (d / "seg.parquet").write_bytes(b"")
+        return "messages/date=2026-08-09/seg.parquet is not a readable Parquet file: Parquet file size is 0 bytes"
+    assert how == "messages-without-columns"
+    d = store / "messages" / "date=2026-08-09"
+    d.mkdir(parents=True)
+    pq.write_table(pa.table({}), d / "seg.parquet")
+    assert SCHEMAS["messages"].names[0] == "recv_time"
+    return "messages/date=2026-08-09/seg.parquet is not a messages file: no column recv_time"
+
+
+def test_damaged_or_foreign_input_files_are_one_error_line_and_exit_1(tmp_path: Path) -> None:
+    """A truncated l2 file, a foreign Parquet file, an empty messages file or one without the messages
+    columns: one `error:` line naming the file, exit 1 (data problem), nothing written."""
+    for how in ("truncated", "foreign", "empty-messages", "messages-without-columns"):
+        store = _store(tmp_path / how)
+        expected = _break(store, how)
+        result = runner.invoke(app, ["book", "--parquet-dir", str(store)])
+        assert result.exit_code == 1, (how, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: " + expected), (how, result.stderr)
+        assert not (store / "book").exists(), how
+
+
+def test_read_only_store_is_one_error_line_and_exit_3(tmp_path: Path) -> None:
+    """A store on a read-only file system: one `error:` line, exit 3 (a real read-only tmpfs mount;
+    skipped where mounting is not allowed, and as non-root the folder is made read-only instead)."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "none", str(mnt)],
+                          capture_output=True).returncode != 0:
+            import pytest
+
+            pytest.skip("cannot mount a tmpfs here (root without mount rights)")
+        mounted = True
+    try:
+        store = _store(mnt / "pq")
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
+        else:
+            for d in (store, *store.rglob("*")):
+                if d.is_dir():
+                    d.chmod(0o555)
+        result = runner.invoke(app, ["book", "--parquet-dir", str(store)])
+        assert result.exit_code == 3, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: parquet directory is not writable: "), result.stderr
+        assert "Read-only file system" in lines[0] or "Permission denied" in lines[0]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mnt)], capture_output=True)
+        else:
+            for d in (mnt, *mnt.rglob("*")):
+                if d.is_dir():
+                    d.chmod(0o755)

@@ -18,7 +18,8 @@ STEM = "coinbase_20260809T210548Z"
 JSON_KEYS = {"raw_dir", "parquet_dir", "csv_dir", "engine", "engine_reason", "segments_found", "converted",
              "skipped", "failed", "rows", "lines", "invalid", "truncated", "max_invalid", "too_many_invalid",
              "input_bytes", "seconds", "rows_per_s", "l2_rows_per_s", "mb_per_s", "segments", "failures", "notes",
-             "engines", "gpu_memory"}
+             "engines", "gpu_memory", "lines_total", "quarantined_total", "quarantine_files", "quarantined",
+             "up_to_date", "recv_ahead"}
 
 
 def raw_dir(tmp_path: Path, suffix: str = ".jsonl", n_lines: int = 200) -> Path:
@@ -102,6 +103,35 @@ def test_too_many_invalid_is_exit_1_after_the_summary(tmp_path: Path) -> None:
     assert code == 1 and json.loads(out)["invalid"] == 2 and "more than the 1 allowed" in err
     code, out, _ = convert(*args, "--max-invalid", "2", "--force")
     assert code == 0 and json.loads(out)["too_many_invalid"] is False
+
+
+def test_rerun_still_reports_the_quarantine_and_says_up_to_date(tmp_path: Path) -> None:
+    """A re-run that converts nothing reports the earlier quarantined lines (text and --json), says
+    "up to date" and where the store is, and still exits 1 while they exceed --max-invalid."""
+    raw = raw_dir(tmp_path)
+    with open(raw / f"{STEM}.jsonl", "a") as fh:
+        fh.write("not json\n{\"also\": \"not a frame\"}\n")
+    store = tmp_path / "s"
+    args = ["--raw-dir", str(raw), "--parquet-dir", str(store)]
+    code, out, _ = convert(*args, "--max-invalid", "2", "--json")
+    first = json.loads(out)
+    assert code == 0 and first["invalid"] == 2 and first["up_to_date"] is False
+    lines = first["lines"]
+    code, out, _ = convert(*args, "--max-invalid", "2", "--json")
+    doc = json.loads(out)
+    assert code == 0 and (doc["converted"], doc["skipped"], doc["invalid"]) == (0, 1, 0)
+    assert doc["up_to_date"] is True and (doc["quarantined_total"], doc["lines_total"]) == (2, lines)
+    assert doc["quarantine_files"] == [f"_quarantine/{STEM}.jsonl"]
+    assert doc["quarantined"] == [{"source": str((raw / f"{STEM}.jsonl").resolve()), "invalid": 2,
+                                   "quarantine": f"_quarantine/{STEM}.jsonl"}]
+    code, _, err = convert(*args, "--max-invalid", "2")
+    assert code == 0
+    summary = err.strip().splitlines()[-1]
+    assert summary == (f"convert: up to date (1 segment(s) unchanged since converted); store {store}; 2 line(s) "
+                       f"quarantined from 1 segment(s) in {store / '_quarantine'} (_quarantine/{STEM}.jsonl)")
+    code, _, err = convert(*args, "--max-invalid", "1")
+    assert code == 1 and err.strip().splitlines()[-1].startswith(
+        "error: 2 invalid line(s) quarantined, more than the 1 allowed (--max-invalid)")
 
 
 def test_write_csv(tmp_path: Path) -> None:

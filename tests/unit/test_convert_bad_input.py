@@ -169,3 +169,65 @@ def test_corrupt_compressed_segment_is_a_failure_not_a_crash(tmp_path: Path) -> 
     with pytest.raises(Exception) as info:
         summary.check()
     assert getattr(info.value, "exit_code", None) == 1
+
+
+def _with_recv(line: str, recv: int) -> str:
+    return line.replace('"recv_ns":1786309548300000000', f'"recv_ns":{recv}', 1)
+
+
+#: frame timestamp of l2(): 2026-08-09T21:05:48.1Z
+FRAME_NS = 1_786_309_548_100_000_000
+DAY_NS = 86_400 * 10**9
+
+
+@pytest.mark.parametrize("allow_direct", [True, False], ids=["direct", "chunked"])
+def test_absurd_recv_ns_is_quarantined_with_a_reason(tmp_path: Path, allow_direct: bool) -> None:
+    """recv_ns negative, zero or before 2010 is quarantined (frames and collector events alike); one
+    more than a day after the frame's timestamp converts but is counted (recv_ahead); 2010-01-01
+    itself and exactly a day later are ordinary."""
+    lines = [
+        (l2(0), None),
+        (_with_recv(l2(1), -5), "recv_ns out of range: -5 is before 2010-01-01"),
+        (_with_recv(l2(2), 0), "recv_ns out of range: 0 is before 2010-01-01"),
+        (_with_recv(l2(3), 1_262_303_999_999_999_999), "recv_ns out of range: 1262303999999999999 is before"),
+        (_with_recv(l2(4), FRAME_NS + DAY_NS + 1), None),
+        (_with_recv(l2(5), FRAME_NS + DAY_NS), None),
+        ('{"recv_ns":-5,"conn":"c1","event":"open"}', "recv_ns out of range: -5 is before 2010-01-01"),
+        ('{"recv_ns":1786309548300000000,"conn":"c1","event":"close"}', None),
+        (_with_recv(l2(8), 1_262_304_000_000_000_000), None),
+    ]
+    for text, reason in lines:
+        got = check_line(text.encode())
+        assert (got is None) if reason is None else (got is not None and got.startswith(reason)), (text, got)
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [text for text, _ in lines])
+    engine = CpuEngine()
+    try:
+        res = convert_one(segment_of(src), engine, tmp_path / "store", chunk_bytes=300, compression="zstd",
+                          compression_level=3, row_group_rows=100, staging_root=tmp_path / "stage",
+                          allow_direct=allow_direct)
+    finally:
+        engine.close()
+    q = [json.loads(x) for x in (tmp_path / "store" / "_quarantine" / f"{STEM}.jsonl").read_text().splitlines()]
+    bad = [(i + 1, reason) for i, (_, reason) in enumerate(lines) if reason is not None]
+    assert [(r["line"], r["reason"][: len(reason)]) for r, (_, reason) in zip(q, bad, strict=True)] == bad
+    assert (res.lines, res.invalid, res.invalid_reasons) == (len(lines), 4, {"recv_ns out of range": 4})
+    assert res.recv_ahead == 1
+    l2_table = pq.read_table(tmp_path / "store" / "l2" / "date=2026-08-09" / f"{STEM}.parquet")
+    assert l2_table.column("seq").to_pylist() == [0, 4, 5, 8]
+    events = pq.read_table(tmp_path / "store" / "events" / "date=2026-08-09" / f"{STEM}.parquet")
+    assert events.column("event").to_pylist() == ["close"]
+
+
+def test_recv_ahead_is_a_counted_warning_in_the_run_summary(tmp_path: Path) -> None:
+    """A frame received over a day after its timestamp is converted, and the run says so (note, count)."""
+    src = tmp_path / "raw" / f"{STEM}.jsonl"
+    write(src, [l2(0), _with_recv(l2(1), FRAME_NS + 3 * DAY_NS), _with_recv(l2(2), FRAME_NS + 2 * DAY_NS)])
+    cfg = Config()
+    cfg = replace(cfg, paths=replace(cfg.paths, raw_dir=src.parent, parquet_dir=tmp_path / "store"))
+    summary = run_convert(cfg)
+    summary.check()
+    assert (summary.rows["l2"], summary.invalid, summary.recv_ahead) == (3, 0, 2)
+    assert summary.to_json()["recv_ahead"] == 2 and summary.to_json()["segments"][0]["recv_ahead"] == 2
+    assert summary.notes == [f"{STEM}.jsonl: 2 frame(s) received more than a day after their own timestamp "
+                             "(a wrong clock, or a feed replaying past times); converted"]

@@ -188,3 +188,69 @@ def test_same_stem_twice_converts_one_and_notes_the_other(tmp_path: Path) -> Non
     summary = run_convert(config(raw, tmp_path / "store"))
     assert summary.converted == 1 and summary.segments[0].source.endswith(".jsonl")
     assert summary.notes == [f"{STEMS[0]}.jsonl.gz: skipped, {STEMS[0]}.jsonl has the same stem"]
+
+
+SEG = "coinbase_20260810T000000Z.jsonl"
+
+
+def _msgs(store: Path) -> list[tuple[str, int]]:
+    """(conn, seq) of every messages row in the store, sorted."""
+    rows = []
+    for p in (store / "messages").rglob("*.parquet"):
+        t = pq.read_table(p, columns=["conn", "seq"])
+        rows += list(zip(t.column("conn").to_pylist(), t.column("seq").to_pylist(), strict=True))
+    return sorted(rows)
+
+
+def test_two_folders_with_the_same_segment_name_never_collide(tmp_path: Path) -> None:
+    """Two recorders' midnight segments of one name, converted into one store, keep both outputs and
+    entries; a forced re-convert of one replaces only its own files; a moved folder is still found."""
+    a, b, store = tmp_path / "rec-a", tmp_path / "rec-b", tmp_path / "store"
+    start = 1_786_320_000_000_000_000  # 2026-08-10T00:00:00Z
+    write_segment(a / SEG, SynthSpec(seed=1, snapshot_levels=20, start_ns=start), n_lines=120)
+    write_segment(b / SEG, SynthSpec(seed=2, snapshot_levels=20, start_ns=start), n_lines=90)
+    one = run_convert(config(a, store))
+    only_a = _msgs(store)
+    two = run_convert(config(b, store))
+    assert (one.converted, two.converted, two.skipped) == (1, 1, 0)
+    entries = Manifest.load(store).entries
+    assert sorted(entries) == [str((a / SEG).resolve()), str((b / SEG).resolve())]
+    ea, eb = entries[str((a / SEG).resolve())], entries[str((b / SEG).resolve())]
+    assert not set(ea.outputs) & set(eb.outputs)
+    assert all((store / o).is_file() for o in ea.outputs + eb.outputs)
+    assert ea.stem == "coinbase_20260810T000000Z" and eb.stem.startswith("coinbase_20260810T000000Z_")
+    assert len(_msgs(store)) == one.rows["messages"] + two.rows["messages"]
+    assert one.rows["messages"] == len(only_a) and two.rows["messages"] > 0
+
+    before = snapshot(store)
+    again = run_convert(config(b, store), force=True)
+    assert again.converted == 1
+    after = snapshot(store)
+    assert after["files"] == before["files"]
+    assert set(after["manifest"]) == set(before["manifest"])
+
+    moved = tmp_path / "moved-a"
+    a.rename(moved)
+    skipped = run_convert(config(moved, store))
+    assert (skipped.converted, skipped.skipped) == (0, 1)
+    forced = run_convert(config(moved, store), force=True)
+    assert forced.converted == 1
+    entries = Manifest.load(store).entries
+    assert sorted(entries) == sorted([str((moved / SEG).resolve()), str((b / SEG).resolve())])
+    assert entries[str((moved / SEG).resolve())].outputs == ea.outputs
+    assert snapshot(store)["files"] == before["files"]
+
+
+def test_a_same_named_segment_after_the_first_folder_was_deleted_is_another_source(tmp_path: Path) -> None:
+    """Once recorder A's raw folder is pruned, recorder B's segment of the same name is not taken for
+    A's moved file: both sets of rows stay."""
+    a, b, store = tmp_path / "rec-a", tmp_path / "rec-b", tmp_path / "store"
+    start = 1_786_320_000_000_000_000
+    write_segment(a / SEG, SynthSpec(seed=1, snapshot_levels=20, start_ns=start), n_lines=120)
+    write_segment(b / SEG, SynthSpec(seed=2, snapshot_levels=20, start_ns=start), n_lines=90)
+    one = run_convert(config(a, store))
+    (a / SEG).unlink()
+    two = run_convert(config(b, store))
+    assert (two.converted, two.skipped) == (1, 0)
+    assert len(Manifest.load(store).entries) == 2
+    assert len(_msgs(store)) == one.rows["messages"] + two.rows["messages"]

@@ -375,3 +375,37 @@ def test_validate_passes_on_a_csv2parquet_store(tmp_path: Path) -> None:
     assert report.ok, [(c.name, c.details) for c in report.failed]
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{store}/l2/*/*.parquet')").fetchall() == [
         (summary.rows["l2"],)]
+
+
+def test_count_lines_counts_non_blank_lines_and_notes_long_ones_across_chunks(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The independent line count skips blank and CR-only lines, counts a last line without a newline,
+    and reports a long line's number, length and head even when it spans read chunks."""
+    from mktpred.ingest import csv_read
+
+    monkeypatch.setattr(csv_read, "_LOCATE_CHUNK", 7)
+    monkeypatch.setattr(csv_read, "LONG_LINE", 20)
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"a,b\n\n1,2\r\n\r\n" + b"L" * 25 + b"\n3,4\n" + b"M" * 30)
+    counted = csv_read.count_lines(path)
+    assert counted.lines == 5  # header, "1,2", the L line, "3,4", the M line
+    assert counted.long_lines == {5: (25, "L" * 25), 7: (30, "M" * 30)}
+
+
+def test_csv_line_longer_than_duckdb_reads_is_quarantined_not_dropped(tmp_path: Path) -> None:
+    """A 34 MB line, which DuckDB drops without a reject record, is counted and quarantined with its line."""
+    big = "binance,btcusdt,1786309548228568,1786309548230001," + "x" * 34_000_000 + ",buy,65000.5,0.01\n"
+    lines = TRADES.splitlines(keepends=True)
+    src = tmp_path / "in" / "trades.csv"
+    src.parent.mkdir()
+    src.write_text(lines[0] + lines[1] + big + lines[2])
+    summary = run_csv2parquet(cfg_for(tmp_path / "store"), [str(src)])
+    assert summary.rows == {"trades": 2}
+    assert (summary.lines, summary.invalid) == (4, 1)
+    (qfile,) = (tmp_path / "store" / "_quarantine").glob("*.jsonl")
+    (rec,) = [json.loads(line) for line in qfile.read_text().splitlines()]
+    assert rec["line"] == 3
+    assert rec["reason"].startswith("line too long: 34,000,0")
+    assert rec["text"].startswith("binance,btcusdt,") and len(rec["text"]) == 1000
+    (entry,) = Manifest.load(tmp_path / "store").entries.values()
+    assert (entry.lines, entry.invalid, entry.quarantine) == (4, 1, f"_quarantine/{qfile.name}")

@@ -284,3 +284,60 @@ def test_no_sweep_while_another_run_writes_and_commits_merge(tmp_path: Path) -> 
     second.close()
     with StoreSession.open(root) as third:
         assert third.swept and not in_flight.exists()
+
+
+def test_disk_full_while_saving_the_manifest_is_exit_3_for_every_producer(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while the manifest is saved (convert, book, csv2parquet, features): one `error:` line,
+    exit 3, no `_manifest.json.tmp` left and the previous manifest unchanged."""
+    import errno
+    import os
+    import sys
+
+    from typer.testing import CliRunner
+
+    import mktpred.store.manifest as manifest_mod
+    from mktpred.cli.app import app
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+    try:
+        from test_cli_features import _store as features_store
+    finally:
+        sys.path.pop(0)
+
+    raw, store = tmp_path / "raw", tmp_path / "store"
+    write_segment(raw / SEG_A, SynthSpec(snapshot_levels=20), n_lines=60)
+    csv = tmp_path / "in" / "trades.csv"
+    csv.parent.mkdir()
+    csv.write_text("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+                   "binance,btcusdt,1786309548228568,1786309548230001,1,buy,65000.5,0.01\n")
+    fstore = features_store(tmp_path / "fstore")
+    (fstore / "_manifest.json").write_text('{"version": 1, "sources": {}}')
+    class DiskFullOs:
+        """``os`` for the manifest module only, whose ``fsync`` finds the disk full."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def fsync(fd: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    commands = {
+        "convert": (["convert", "--raw-dir", str(raw), "--parquet-dir", str(store)], store),
+        "csv2parquet": (["csv2parquet", str(csv), "--parquet-dir", str(store)], store),
+        "book": (["book", "--parquet-dir", str(fstore)], fstore),
+        "features": (["features", "--parquet-dir", str(fstore), "--horizons", "1s"], fstore),
+    }
+    for name, (args, root) in commands.items():
+        before = (root / "_manifest.json").read_bytes() if (root / "_manifest.json").exists() else None
+        monkeypatch.setattr(manifest_mod, "os", DiskFullOs())
+        result = CliRunner().invoke(app, args)
+        monkeypatch.setattr(manifest_mod, "os", os)
+        assert result.exit_code == 3, (name, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: cannot save the manifest: No space left on device"), (name, lines)
+        assert not any(line.startswith("Traceback") for line in lines), name
+        assert not (root / "_manifest.json.tmp").exists(), name
+        after = (root / "_manifest.json").read_bytes() if (root / "_manifest.json").exists() else None
+        assert after == before, name
