@@ -180,13 +180,15 @@ def test_a_level2_snapshot_over_32_mib_converts(tmp_path: Path) -> None:
 
 
 def test_cli_rerun_of_convert_then_validate_is_not_store_ok(damaged: Damaged) -> None:
-    """The reproduction through the CLI: a convert re-run exits 0, then validate exits 1 with the
-    quarantine failure and the attributed gaps in its report instead of `store OK`."""
+    """The reproduction through the CLI: a convert re-run converts nothing new but still reports the
+    quarantine and exits 1 as the first run did; validate exits 1 with the quarantine failure and the
+    attributed gaps in its report instead of `store OK`."""
     runner = CliRunner()
     store, raw = str(damaged.root), str(damaged.raw)
     rerun = runner.invoke(app, ["convert", "--raw-dir", raw, "--parquet-dir", store, "--engine", "cpu", "--json"],
                           catch_exceptions=False)
-    assert rerun.exit_code == 0 and json.loads(rerun.stdout)["invalid"] == 0
+    doc = json.loads(rerun.stdout)
+    assert rerun.exit_code == 1 and doc["invalid"] == 0 and doc["quarantined_total"] >= 1, rerun.output
     result = runner.invoke(app, ["validate", "--parquet-dir", store, "--raw-dir", raw], catch_exceptions=False,
                            env={"COLUMNS": "200"})
     assert result.exit_code == 1
