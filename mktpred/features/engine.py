@@ -192,7 +192,8 @@ class FeatureEngine:
             if cur != self._raw:
                 self._add_ofi(cur)
             self.seq = sq[i]
-            self._last_frame_ns = t
+        if sq and conn == self.conn:
+            self._last_frame_ns = tl[-1]  # once per batch: the hot loop stays as it was
         return out
 
     def on_trades(self, conn: str, seq: int, time_ns: int, is_snapshot: bool, price: np.ndarray,
