@@ -10,7 +10,8 @@ rebuilt from level2:
 
 The two channels come from different pipelines at the exchange, so a small window is the fair
 comparison.  Tickers before their connection's first level2 snapshot are not counted
-(``no_book``); a state marked invalid (after a gap) never matches.  The audit replays level2
+(``no_book``); a state marked invalid (after a gap) never matches, nor does a ticker that follows a
+lost frame on its connection before the product's next level2 frame (``invalid`` too).  The audit replays level2
 itself (every frame, depth 1), so it does not need the ``book`` table; :func:`audit_book` is
 what ``validate`` calls too.
 """
@@ -195,14 +196,14 @@ def audit_book(store: Store | str | Path, *, products: list[str] | None = None, 
                         columns=["conn", "seq", "time", "best_bid", "best_ask"])
         cols = ticks.to_pydict()
         cols["time"] = ticks.column("time").cast(pa.int64()).to_pylist()
-        _match(product, states, cols, windows, wmax, groups, misses)
+        _match(product, states, cols, windows, wmax, groups, misses, gaps)
     progress(Progress("audit", len(chosen), len(chosen)))
     misses.sort(key=lambda m: (m.nearest_ms is None, m.nearest_ms or 0.0, m.deviation), reverse=True)
     return AuditResult(window_ms, threshold, windows, [groups[k] for k in sorted(groups)], misses[:worst])
 
 
 def _match(product: str, states: BookChunk, ticks: dict[str, list[Any]], windows: list[int], wmax: int,
-           groups: dict[tuple[str, str], AuditGroup], misses: list[Mismatch]) -> None:
+           groups: dict[tuple[str, str], AuditGroup], misses: list[Mismatch], gaps: GapIndex) -> None:
     conn_arr = np.array(states.conn, dtype=object)
     by_conn: dict[str, tuple[np.ndarray, ...]] = {}
     for c in dict.fromkeys(states.conn):
@@ -222,12 +223,16 @@ def _match(product: str, states: BookChunk, ticks: dict[str, list[Any]], windows
         if arrays is None or i < 0:
             g.no_book += 1
             continue
-        _, bid, ask, valid, ts, tbid, task, tvalid = arrays
+        state_seq, bid, ask, valid, ts, tbid, task, tvalid = arrays
         g.tickers += 1
         book_bid = None if np.isnan(bid[i]) else float(bid[i])
         book_ask = None if np.isnan(ask[i]) else float(ask[i])
-        exact = bool(valid[i]) and book_bid == tb and book_ask == ta
-        if not valid[i]:
+        # Frames lost between the book's last frame and the ticker (any of them may have been this
+        # product's level2 update) leave the book unknown at the ticker, though its own last state
+        # was valid: that ticker counts as invalid, not as a mismatch.
+        state_valid = bool(valid[i]) and not bool(gaps.gap_before(key, int(state_seq[i]), np.array([int(seq)]))[0])
+        exact = state_valid and book_bid == tb and book_ask == ta
+        if not state_valid:
             g.invalid += 1
         nearest: float | None = 0.0 if exact else None
         if not exact:
@@ -243,4 +248,4 @@ def _match(product: str, states: BookChunk, ticks: dict[str, list[Any]], windows
                 g.within[w] += 1
         if not exact:
             misses.append(Mismatch(product, t, key, int(seq), float(tb), float(ta), book_bid, book_ask,
-                                   bool(valid[i]), nearest))
+                                   state_valid, nearest))

@@ -87,6 +87,33 @@ def test_invalid_book_never_matches(tmp_path: Path) -> None:
     assert g.tickers == 5 and g.exact == 1 and g.invalid == 4 and g.within[500] == 1
 
 
+def test_ticker_after_a_gap_before_the_products_next_frame_is_invalid(tmp_path: Path) -> None:
+    """Frame seq 7 is lost after the book's last frame (seq 6): the tickers at seq 8 and 10 cannot be
+    judged against the state of seq 6 (the lost frame may have been this product's update), so they
+    count as invalid, not as mismatches or matches; the tickers before the loss are judged as before."""
+    _hand_built(tmp_path)
+    shutil.rmtree(tmp_path / "messages")
+    write_table(tmp_path, "messages", [dict(recv_time=T0, time=T0, conn="c", seq=s, channel="x", n_events=1,
+                                            n_rows=1) for s in range(11) if s != 7])
+    shutil.rmtree(tmp_path / "l2")
+    write_table(tmp_path, "l2", l2_rows([
+        (2, T0, True, [("bid", 100.0, 1.0), ("ask", 101.0, 1.0)]),
+        (4, T0 + 100 * MS, False, [("bid", 100.5, 1.0)]),
+        (6, T0 + 400 * MS, False, [("ask", 100.8, 1.0)]),
+    ]))
+    shutil.rmtree(tmp_path / "ticker")
+    write_table(tmp_path, "ticker", ticker_rows([
+        (3, T0 + 50 * MS, 100.0, 101.0),  # exact (state after seq 2)
+        (5, T0 + 100 * MS, 100.5, 101.0),  # exact (state after seq 4)
+        (8, T0 + 700 * MS, 100.5, 100.9),  # after the loss: the book may lack an update
+        (10, T0 + 950 * MS, 100.5, 100.8),  # equal to the state of seq 6, still unknowable
+    ]))
+    result = audit_book(tmp_path)
+    (g,) = result.groups
+    assert (g.tickers, g.exact, g.invalid) == (4, 2, 2)
+    assert all(not m.valid for m in result.worst) and sorted(m.seq for m in result.worst) == [8, 10]
+
+
 def test_cli_audit_exit_code(tmp_path: Path) -> None:
     """`book --audit` exits 1 below the threshold and 0 at or above it."""
     _hand_built(tmp_path)
@@ -229,4 +256,4 @@ def test_simulator_gaps_and_reconnect_mark_invalid_spans(tmp_path: Path) -> None
     assert book.column("valid").to_pylist()[-1] is True
     audit = audit_book(tmp_path / "pq")
     tot = audit.total()
-    assert tot.exact == tot.tickers - tot.invalid and tot.within[500] == tot.tickers
+    assert tot.exact == tot.tickers - tot.invalid and tot.within[500] == tot.tickers, audit.worst[:3]
