@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -50,9 +50,26 @@ def root(
         os.environ["MKTPRED_DEBUG"] = "1"
 
 
+class _SwallowedInterrupt:
+    """Python swallows a Ctrl-C that lands while a garbage-collector callback runs ("Exception ignored
+    in ...": a traceback on stderr, and the command goes on).  This hook notes it instead, silently,
+    so that :func:`main` exits 130 when the command ends; a second Ctrl-C interrupts as usual."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.seen = True
+            return
+        sys.__unraisablehook__(unraisable)
+
+
 def main() -> None:
     """Entry point of the ``mktpred`` console script."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # imports done (see mktpred.cli)
+    swallowed = _SwallowedInterrupt()
+    sys.unraisablehook = swallowed
     try:
         try:
             app()
@@ -60,6 +77,8 @@ def main() -> None:
             # The command is over, its output written and its exit code chosen: a Ctrl-C while the
             # interpreter shuts down must not kill the process by the signal (exit -2, no message).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if swallowed.seen:
+                _exit_interrupted(announce=True)
     except KeyboardInterrupt:  # Ctrl-C outside a command body
         _exit_interrupted(announce=True)
     except SystemExit as exc:

@@ -70,7 +70,16 @@ def interrupt(store: Path, after_s: float = 0.0, when: Callable[[str], bool] | N
 ], ids=["import", "decode", "aggregate", "sequence"])
 def test_ctrl_c_exits_130_with_one_line(store: Path, after_s: float, when: Callable[[str], bool] | None) -> None:
     """SIGINT at this moment: exit 130, stderr ends with exactly one `error: interrupted`, no traceback."""
-    code, out, err = interrupt(store, after_s, when)
+    for _ in range(5):
+        code, out, err = interrupt(store, after_s, when)
+        # On a fast machine validate may finish its work before the signal lands (or the signal may
+        # land in a garbage-collector callback, where Python cannot raise it: the CLI then exits 130
+        # when the command ends).  Such a run was not interrupted in time; it must still show no
+        # traceback, and the test tries again.
+        if "store OK" in out or "store has problems" in out:
+            assert code in (0, 130) and "Traceback" not in err and "Exception ignored" not in err, err[-2000:]
+            continue
+        break
     assert code == 130, (code, out[-500:], err[-2000:])
     assert "Traceback" not in err and "Error" not in err, err[-2000:]
     assert err.endswith("error: interrupted\n") and err.count("error:") == 1, err
@@ -83,3 +92,19 @@ def test_uninterrupted_run_exits_0(store: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().endswith("store OK")
+
+
+def test_a_ctrl_c_swallowed_by_a_gc_callback_is_noted_silently() -> None:
+    """Python swallows a KeyboardInterrupt raised in a garbage-collector callback and prints it; the
+    CLI's hook notes it without printing (main then exits 130) and passes other errors on."""
+    import types
+
+    from mktpred.cli.app import _SwallowedInterrupt
+
+    hook = _SwallowedInterrupt()
+    hook(types.SimpleNamespace(exc_type=KeyboardInterrupt))
+    assert hook.seen is True
+    other = _SwallowedInterrupt()
+    with pytest.raises(TypeError):  # handed to Python's own hook, which needs a real record
+        other(types.SimpleNamespace(exc_type=ValueError))
+    assert other.seen is False
