@@ -292,18 +292,12 @@ def test_disk_full_while_saving_the_manifest_is_exit_3_for_every_producer(tmp_pa
     exit 3, no `_manifest.json.tmp` left and the previous manifest unchanged."""
     import errno
     import os
-    import sys
 
     from typer.testing import CliRunner
 
     import mktpred.store.manifest as manifest_mod
     from mktpred.cli.app import app
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-    try:
-        from test_cli_features import _store as features_store
-    finally:
-        sys.path.pop(0)
+    from tests.cli.test_cli_features import _store as features_store
 
     raw, store = tmp_path / "raw", tmp_path / "store"
     write_segment(raw / SEG_A, SynthSpec(snapshot_levels=20), n_lines=60)
