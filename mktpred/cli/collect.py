@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command, split_csv
-from mktpred.cli.output import Terminal, collect_status_view, one_line, stop_on_signals
+from mktpred.cli.output import Terminal, one_line
+from mktpred.cli.views import collect_status_view, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, MktpredError
 from mktpred.wording import plural

@@ -13,13 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import (
-    Terminal,
-    TerminalLogHandler,
-    collect_status_view,
-    render_validation,
-    stop_on_signals,
-)
+from mktpred.cli.output import Terminal
+from mktpred.cli.views import TerminalLogHandler, collect_status_view, render_validation, stop_on_signals
 from mktpred.config import load_config
 from mktpred.demo import DEFAULT_SECONDS, MARKET_SIGNAL, DemoObserver, default_workdir, run_demo
 from mktpred.errors import DataError

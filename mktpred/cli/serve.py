@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command, split_csv
-from mktpred.cli.output import Terminal, live_status_view, stop_on_signals
+from mktpred.cli.output import Terminal
+from mktpred.cli.views import live_status_view, stop_on_signals
 from mktpred.config import load_config
 from mktpred.errors import Interrupted, UsageError
 

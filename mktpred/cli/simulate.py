@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command, lazy_help
-from mktpred.cli.output import Terminal, TerminalLogHandler
+from mktpred.cli.output import Terminal
+from mktpred.cli.views import TerminalLogHandler
 from mktpred.config import SimulateConfig, load_config
 from mktpred.errors import UsageError
 from mktpred.wording import plural

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mktpred.cli.base import ConfigOption, JsonOption, command
-from mktpred.cli.output import Terminal, render_validation
+from mktpred.cli.output import Terminal
+from mktpred.cli.views import render_validation
 from mktpred.config import load_config
 from mktpred.errors import ValidationFailed
 

@@ -15,7 +15,8 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from mktpred.cli.app import app
-from mktpred.cli.output import Terminal, _panel, fit_widths
+from mktpred.cli.output import Terminal, fit_widths
+from mktpred.cli.views import _panel
 from mktpred.collect.status import ChannelStatus, CollectStatus, ConnectionStatus
 from mktpred.config import field_help
 from mktpred.simulate.faults import FAULT_KINDS, spec_syntax
