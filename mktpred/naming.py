@@ -31,6 +31,9 @@ PART = ".part"
 PART_SUFFIX = SEGMENT_SUFFIX + PART
 #: a name ``collect`` gives: the UTC time the segment was opened, optionally still ``.part``
 COLLECTED_SEGMENT_RE = re.compile(r"coinbase_(\d{8}T\d{6}Z)\.jsonl(\.part)?\Z")
+#: the live prediction segments ``serve`` writes and ``predict --import-live`` reads
+PREDICTION_PREFIX = "predictions_"
+PREDICTION_SEGMENT_RE = re.compile(r"predictions_(\d{8}T\d{6}Z)\.jsonl(\.part)?\Z")
 #: preference when several files share a stem (an archived copy beside the original)
 _PREFERENCE = {".jsonl": 0, ".jsonl.zst": 1, ".jsonl.gz": 2, PART_SUFFIX: 3}
 

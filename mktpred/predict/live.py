@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,11 @@ import pyarrow as pa
 
 from mktpred.coinbase.timestamps import parse_rfc3339_ns, utc_date
 from mktpred.errors import OutputNotWritable, UsageError
-from mktpred.naming import partition_date
+from mktpred.naming import PART, PREDICTION_SEGMENT_RE, partition_date
 from mktpred.predict import table as pt
 from mktpred.store.manifest import file_hash
 from mktpred.store.reader import Store, open_store
 from mktpred.store.session import StoreSession
-
-SEGMENT = re.compile(r"predictions_\d{8}T\d{6}Z\.jsonl(\.part)?\Z")
-PART = ".part"
 
 
 @dataclass
@@ -59,7 +55,7 @@ class ImportResult:
 
 def segments(predictions_dir: Path, include_latest: bool = False) -> list[Path]:
     """Sealed segments (and ``.part`` ones with ``include_latest``) in name (= time) order."""
-    found = [p for p in predictions_dir.iterdir() if p.is_file() and SEGMENT.match(p.name)
+    found = [p for p in predictions_dir.iterdir() if p.is_file() and PREDICTION_SEGMENT_RE.match(p.name)
              and (include_latest or not p.name.endswith(PART))]
     return sorted(found, key=lambda p: p.name)
 

@@ -9,7 +9,6 @@ start.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 from mktpred.collect.clock import NS_PER_DAY, NS_PER_S, next_midnight_ns, utc_stamp
 from mktpred.collect.segments import fsync_dir
 from mktpred.errors import OutputNotWritable
+from mktpred.naming import PART, PREDICTION_PREFIX
 
-PREFIX = "predictions_"
-PART = ".part"
-SEGMENT_RE = re.compile(r"predictions_(\d{8}T\d{6}Z)\.jsonl(\.part)?\Z")
+PREFIX = PREDICTION_PREFIX
 
 
 def _why(exc: OSError) -> str:
